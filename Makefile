@@ -1,0 +1,37 @@
+# One command each for: run, test, lint, bench, migrate.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint bench migrate worker clean
+
+$(BIN)/bookstore: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(BIN)/bookstore
+
+install: $(BIN)/bookstore
+
+## Install, then serve the API on the embedded default (SQLite, in-process projections).
+run: install
+	$(BIN)/bookstore serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+
+## Install, then run the whole test suite (needs PostgreSQL and Redis, see README).
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+migrate: install
+	$(BIN)/bookstore migrate
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Composition root: settings, the wiring of concrete stores and broker, and the CLI."""

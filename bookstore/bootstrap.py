@@ -1,0 +1,100 @@
+"""The one place that decides which event store, read database and broker are used."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from bookstore.credential_store import SqlCredentialStore, write_side_metadata
+from bookstore.databases import event_store_env, make_engine
+from bookstore.passwords import PasswordHasher
+from bookstore.settings import Settings, get_settings
+from write_model.application import Bookstore
+
+log = logging.getLogger(__name__)
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+
+@dataclass
+class Container:
+    """Everything a process (server, worker, CLI) needs, built once and closed once."""
+
+    settings: Settings
+    write_app: Bookstore
+    write_engine: Engine
+    read_engine: Engine
+    hasher: PasswordHasher
+    _closed: bool = field(default=False, repr=False)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.write_app.close()
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+def build_write_app(
+    settings: Settings, write_engine: Engine, *, create_table: bool = False
+) -> Bookstore:
+    env = event_store_env(
+        settings.resolved_event_store_url,
+        create_table=create_table,
+        pool_size=settings.postgres_pool_size,
+    )
+    return Bookstore(env=env, credentials=SqlCredentialStore(write_engine))
+
+
+def build(settings: Settings | None = None) -> Container:
+    """Wire a process. Tables must exist already (`bookstore migrate`)."""
+    settings = settings or get_settings()
+    write_engine = make_engine(
+        settings.resolved_event_store_url, pool_size=settings.postgres_pool_size
+    )
+    read_engine = (
+        write_engine
+        if settings.resolved_event_store_url == settings.database_url
+        else make_engine(settings.database_url, pool_size=settings.postgres_pool_size)
+    )
+    return Container(
+        settings=settings,
+        write_app=build_write_app(settings, write_engine),
+        write_engine=write_engine,
+        read_engine=read_engine,
+        hasher=PasswordHasher.from_settings(settings),
+    )
+
+
+def migrate(settings: Settings | None = None) -> None:
+    """Create the event-store tables and the credentials table, then run Alembic.
+
+    Done once, in one process: several processes creating the event-store tables at
+    once crash, so servers and workers always start with table creation off.
+    """
+    settings = settings or get_settings()
+    write_engine = make_engine(settings.resolved_event_store_url, pool_size=2)
+    try:
+        build_write_app(settings, write_engine, create_table=True).close()
+        write_side_metadata.create_all(write_engine)
+    finally:
+        write_engine.dispose()
+    run_alembic_upgrade(settings.database_url)
+
+
+def run_alembic_upgrade(database_url: str, revision: str = "head") -> None:
+    from alembic.config import Config
+
+    from alembic import command
+    from bookstore.databases import ensure_sqlite_folder, sqlalchemy_url
+
+    ensure_sqlite_folder(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.attributes["sqlalchemy_url"] = sqlalchemy_url(database_url)
+    command.upgrade(config, revision)

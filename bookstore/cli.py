@@ -1,0 +1,77 @@
+"""The `bookstore` command line (Typer)."""
+
+from __future__ import annotations
+
+import typer
+
+from bookstore import bootstrap
+from bookstore.settings import get_settings
+from write_model.context import CommandContext
+from write_model.errors import DomainError
+
+app = typer.Typer(help="Bookstore: an event-sourced, CQRS bookstore backend.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@app.command()
+def migrate() -> None:
+    """Create the event-store and credentials tables once, then run Alembic to head."""
+    bootstrap.migrate(get_settings())
+    typer.echo("migrated")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Uvicorn worker processes."),
+    auto_migrate: bool = typer.Option(
+        True, help="Migrate first when on the embedded SQLite default (one process)."
+    ),
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    if auto_migrate and settings.database_url.startswith("sqlite"):
+        bootstrap.migrate(settings)
+    uvicorn.run(
+        "bookstore.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@users_app.command("create-admin")
+def create_admin(
+    email: str = typer.Option(..., help="The admin's email (an existing user is promoted)."),
+    password: str = typer.Option(
+        ..., prompt=True, hide_input=True, confirmation_prompt=True, help="Used for a new user."
+    ),
+    full_name: str = typer.Option("", help="Full name, for a new user."),
+) -> None:
+    """Make EMAIL an active admin: the only way the first admin is made."""
+    container = bootstrap.build(get_settings())
+    try:
+        if not 8 <= len(password) <= 128:
+            raise typer.BadParameter("must be 8..128 characters", param_hint="--password")
+        user_id, outcome = container.write_app.ensure_admin(
+            CommandContext.system("cli-create-admin"),
+            email=email,
+            password_hash=container.hasher.hash(password),
+            full_name=full_name,
+        )
+    except DomainError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        container.close()
+    typer.echo(f"{outcome}: admin {email.strip().lower()} (id {user_id})")
+
+
+def main() -> None:
+    app()

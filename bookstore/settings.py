@@ -1,0 +1,66 @@
+"""One pydantic-settings `Settings`, read from `BOOKSTORE_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-insecure-secret"})
+DEV_SECRET = "dev-insecure-secret"  # noqa: S105 (refused outside development)
+
+
+class Settings(BaseSettings):
+    """Everything that differs between a laptop, CI and production."""
+
+    model_config = SettingsConfigDict(env_prefix="BOOKSTORE_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///var/bookstore.sqlite3"
+    event_store_url: str | None = Field(
+        default=None, description="Defaults to database_url: one database holds both sides."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Redis URL for Celery; unset runs projections in-process."
+    )
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=30)
+    refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024)
+    password_hash_parallelism: int = Field(default=2, ge=1)
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    metrics_token: SecretStr | None = None
+    smtp_url: str | None = None
+    postgres_pool_size: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        """A placeholder key would let anyone forge tokens: refuse it outside development."""
+        if self.env != "development" and (
+            self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+            or len(self.secret_key.get_secret_value()) < 32
+        ):
+            msg = (
+                "BOOKSTORE_SECRET_KEY must be set to a random value of 32+ characters "
+                f"when BOOKSTORE_ENV={self.env}"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def resolved_event_store_url(self) -> str:
+        return self.event_store_url or self.database_url
+
+    @property
+    def is_embedded(self) -> bool:
+        """No broker: projections run in-process after each commit."""
+        return not self.broker_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Projections: event -> row handlers that build the read tables, the runner, and rebuilds."""

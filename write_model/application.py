@@ -1,0 +1,541 @@
+"""The event-sourced application: one method per command.
+
+Each command loads the aggregates it needs, calls their methods (where the invariants
+live) and saves every changed aggregate in one atomic `save`. Optimistic concurrency on
+every aggregate version makes races safe; a lost race is retried a few times, with jitter.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from write_model.book import Book
+from write_model.cart import Cart
+from write_model.cart_view import CartView, view_cart
+from write_model.context import CommandContext
+from write_model.credentials import CredentialStore, InMemoryCredentialStore
+from write_model.errors import (
+    ConcurrencyError,
+    EmptyCartError,
+    InsufficientStockError,
+    InvalidValueError,
+    NotFoundError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    StockShortfall,
+)
+from write_model.ids import cart_id_for, key_id
+from write_model.key_index import KeyIndex
+from write_model.order import Order, OrderLine, OrderStatus
+from write_model.roster import ROSTER_ID, AdminRoster
+from write_model.user import User
+from write_model.values import Role, normalise_email, validate_quantity
+
+A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
+
+ISBN_KEY = "isbn"
+EMAIL_KEY = "email"
+IDEMPOTENCY_KEY = "idempotency"
+IDEMPOTENCY_KEY_MAX = 255
+
+
+@dataclass(frozen=True)
+class Created:
+    """A command that made a new aggregate: its id and the store position it reached."""
+
+    id: UUID
+    position: int
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """The order a `place_order` made, or found again for a repeated idempotency key."""
+
+    order_id: UUID
+    position: int
+    created: bool
+
+
+class Bookstore(Application[UUID]):
+    """The write side of the bookstore. Build one per process: it owns a connection pool."""
+
+    name = "bookstore"
+    snapshotting_intervals = {Cart: 20, Book: 100, User: 50}
+    max_attempts = 8
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        credentials: CredentialStore | None = None,
+    ) -> None:
+        super().__init__(env)
+        self.credentials: CredentialStore = credentials or InMemoryCredentialStore()
+        self.commit_listeners: list[Callable[[int], None]] = []
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _save(self, ctx: CommandContext, *aggregates: Aggregate | None) -> int:
+        """Save atomically, stamping each event with the request's metadata."""
+        metadata = ctx.as_metadata()
+        for aggregate in aggregates:
+            if aggregate is None:
+                continue
+            for domain_event in aggregate.pending_events:
+                object.__setattr__(domain_event, "metadata", metadata)
+        recordings = self.save(*aggregates)
+        if not recordings:
+            return self.head()
+        position = max(r.notification.id for r in recordings)
+        for listener in self.commit_listeners:
+            listener(position)
+        return position
+
+    def head(self) -> int:
+        """The position of the newest event in the store (0 when empty)."""
+        return self.recorder.max_notification_id() or 0
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt` again after a lost optimistic-concurrency race, with jitter."""
+        for n in range(self.max_attempts):
+            try:
+                return attempt()
+            except IntegrityError:
+                if n == self.max_attempts - 1:
+                    break
+                time.sleep(random.uniform(0, 0.002 * 2**n))  # noqa: S311 (jitter, not crypto)
+        raise ConcurrencyError("Too many concurrent changes; please retry")
+
+    def _find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        try:
+            aggregate: Aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def _get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
+        aggregate = self._find(cls, aggregate_id)
+        if aggregate is None:
+            raise NotFoundError(f"{what} {aggregate_id} not found")
+        return aggregate
+
+    def _claim_key(self, kind: str, key: str, owner_id: UUID) -> KeyIndex:
+        """The index aggregate for a key, claimed by `owner_id` (raises if taken)."""
+        index = self._find(KeyIndex, key_id(kind, key))
+        if index is None:
+            return KeyIndex(kind=kind, key=key, owner_id=owner_id)
+        index.claim(owner_id)
+        return index
+
+    def _owner_of(self, kind: str, key: str) -> UUID | None:
+        index = self._find(KeyIndex, key_id(kind, key))
+        return index.owner_id if index else None
+
+    # ------------------------------------------------------------------ books
+
+    def get_book(self, book_id: UUID, version: int | None = None) -> Book:
+        """A live book; removed books are not found."""
+        book = self._get(Book, book_id, "Book")
+        if version is not None:
+            book = self.repository.get(book_id, version=version)
+        if book.removed:
+            raise NotFoundError(f"Book {book_id} not found")
+        return book
+
+    def find_book_by_isbn(self, isbn: str) -> Book | None:
+        from write_model.isbn import normalise_isbn
+
+        owner = self._owner_of(ISBN_KEY, normalise_isbn(isbn))
+        return self._find(Book, owner) if owner else None
+
+    def register_book(
+        self,
+        ctx: CommandContext,
+        *,
+        title: str,
+        author: str,
+        isbn: str,
+        price: Decimal | int | str,
+        stock: int = 0,
+        category: str,
+    ) -> Created:
+        """Add a book to the catalogue; its ISBN must be new (or released by a removal)."""
+
+        def attempt() -> Created:
+            book = Book.register(
+                title=title, author=author, isbn=isbn, price=price, stock=stock, category=category
+            )
+            index = self._claim_key(ISBN_KEY, book.isbn, book.id)
+            return Created(book.id, self._save(ctx, book, index))
+
+        return self._retrying(attempt)
+
+    def change_book(
+        self,
+        ctx: CommandContext,
+        book_id: UUID,
+        *,
+        expected_version: int | None = None,
+        title: str | None = None,
+        author: str | None = None,
+        isbn: str | None = None,
+        price: Decimal | int | str | None = None,
+        stock: int | None = None,
+        category: str | None = None,
+    ) -> int:
+        """Change any subset of a book's fields; `expected_version` is the If-Match check."""
+
+        def attempt() -> int:
+            book = self.get_book(book_id)
+            if expected_version is not None and book.version != expected_version:
+                raise PreconditionFailedError(
+                    f"Book {book_id} is at version {book.version}, not {expected_version}"
+                )
+            old_isbn = book.isbn
+            book.change_details(
+                title=title, author=author, isbn=isbn, price=price, category=category
+            )
+            if stock is not None:
+                book.correct_stock(stock)
+            indexes: list[Aggregate] = []
+            if book.isbn != old_isbn:
+                indexes.append(self._claim_key(ISBN_KEY, book.isbn, book.id))
+                old_index = self._get(KeyIndex, key_id(ISBN_KEY, old_isbn), "ISBN index")
+                old_index.release()
+                indexes.append(old_index)
+            return self._save(ctx, book, *indexes)
+
+        return self._retrying(attempt)
+
+    def restock_book(self, ctx: CommandContext, book_id: UUID, quantity: int) -> int:
+        def attempt() -> int:
+            book = self.get_book(book_id)
+            book.restock(quantity)
+            return self._save(ctx, book)
+
+        return self._retrying(attempt)
+
+    def remove_book(self, ctx: CommandContext, book_id: UUID) -> int:
+        """Withdraw a book; its ISBN becomes free. A second removal is not found."""
+
+        def attempt() -> int:
+            book = self.get_book(book_id)
+            book.remove()
+            index = self._get(KeyIndex, key_id(ISBN_KEY, book.isbn), "ISBN index")
+            index.release()
+            return self._save(ctx, book, index)
+
+        return self._retrying(attempt)
+
+    # ------------------------------------------------------------------ users
+
+    def get_user(self, user_id: UUID) -> User:
+        return self._get(User, user_id, "User")
+
+    def find_user_by_email(self, email: str) -> User | None:
+        try:
+            address = normalise_email(email)
+        except InvalidValueError:
+            return None
+        owner = self._owner_of(EMAIL_KEY, address)
+        return self._find(User, owner) if owner else None
+
+    def password_hash_of(self, user_id: UUID) -> str | None:
+        return self.credentials.get_password_hash(user_id)
+
+    def register_user(
+        self, ctx: CommandContext, *, email: str, password_hash: str, full_name: str = ""
+    ) -> Created:
+        """Register a customer. The hash goes to the credential store, never to the log."""
+
+        def attempt() -> Created:
+            user = User.register(email=email, full_name=full_name)
+            index = self._claim_key(EMAIL_KEY, user.email, user.id)
+            # The hash is written first, under the new (still unknown) user id: if the
+            # save then loses, the orphan row names nobody and is removed.
+            self.credentials.set_password_hash(user.id, password_hash)
+            try:
+                return Created(user.id, self._save(ctx, user, index))
+            except BaseException:
+                self.credentials.delete(user.id)
+                raise
+
+        return self._retrying(attempt)
+
+    def change_user_profile(
+        self,
+        ctx: CommandContext,
+        user_id: UUID,
+        *,
+        full_name: str | None = None,
+        email: str | None = None,
+    ) -> int:
+        """Change the name and/or email (the caller has checked the current password)."""
+
+        def attempt() -> int:
+            user = self.get_user(user_id)
+            old_email = user.email
+            if full_name is not None:
+                user.change_full_name(full_name)
+            changed: list[Aggregate] = [user]
+            if email is not None and user.change_email(email):
+                changed.append(self._claim_key(EMAIL_KEY, user.email, user.id))
+                old_index = self._get(KeyIndex, key_id(EMAIL_KEY, old_email), "email index")
+                old_index.release()
+                changed.append(old_index)
+            return self._save(ctx, *changed)
+
+        return self._retrying(attempt)
+
+    def change_password(self, ctx: CommandContext, user_id: UUID, password_hash: str) -> int:
+        """Store the new hash and record (without it) that the password changed."""
+
+        def attempt() -> int:
+            user = self.get_user(user_id)
+            user.record_password_change()
+            self.credentials.set_password_hash(user_id, password_hash)
+            return self._save(ctx, user)
+
+        return self._retrying(attempt)
+
+    def rehash_password(self, user_id: UUID, password_hash: str) -> None:
+        """Replace a hash by a stronger one of the same password; no event, no session ends."""
+        self.credentials.set_password_hash(user_id, password_hash)
+
+    def _roster_for_change(self) -> AdminRoster:
+        return self._find(AdminRoster, ROSTER_ID) or AdminRoster()
+
+    def change_role(self, ctx: CommandContext, user_id: UUID, role: Role) -> int:
+        """Change a user's role; the last active admin cannot be demoted."""
+
+        def attempt() -> int:
+            user = self.get_user(user_id)
+            if not user.change_role(Role(role)):
+                return self.head()
+            roster = self._roster_for_change()
+            if user.role is Role.ADMIN and user.is_active:
+                roster.add(user.id)
+            else:
+                roster.remove(user.id, why="admin")
+            return self._save(ctx, user, roster)
+
+        return self._retrying(attempt)
+
+    def set_user_active(self, ctx: CommandContext, user_id: UUID, *, is_active: bool) -> int:
+        """(De)activate a user; the last active admin cannot be deactivated."""
+
+        def attempt() -> int:
+            user = self.get_user(user_id)
+            changed = user.reactivate() if is_active else user.deactivate()
+            if not changed:
+                return self.head()
+            roster = self._roster_for_change()
+            if user.role is Role.ADMIN and is_active:
+                roster.add(user.id)
+            else:
+                roster.remove(user.id, why="active admin")
+            return self._save(ctx, user, roster)
+
+        return self._retrying(attempt)
+
+    def ensure_admin(
+        self, ctx: CommandContext, *, email: str, password_hash: str, full_name: str = ""
+    ) -> tuple[UUID, str]:
+        """Make `email` an active admin, registering it first if needed.
+
+        Returns the user id and what was done ("created", "promoted", "unchanged"); an
+        existing user's password is left alone.
+        """
+        existing = self.find_user_by_email(email)
+        if existing is None:
+            user_id = self.register_user(
+                ctx, email=email, password_hash=password_hash, full_name=full_name
+            ).id
+            outcome = "created"
+        else:
+            user_id = existing.id
+            outcome = "unchanged"
+        user = self.get_user(user_id)
+        if user.role is not Role.ADMIN:
+            self.change_role(ctx, user_id, Role.ADMIN)
+            outcome = "promoted" if outcome == "unchanged" else outcome
+        if not user.is_active:
+            self.set_user_active(ctx, user_id, is_active=True)
+            outcome = "promoted" if outcome == "unchanged" else outcome
+        return user_id, outcome
+
+    # ------------------------------------------------------------------ cart
+
+    def _cart_of(self, user_id: UUID) -> Cart | None:
+        return self._find(Cart, cart_id_for(user_id))
+
+    def _books_of(self, book_ids: Iterable[UUID]) -> dict[UUID, Book]:
+        return {b: self._get(Book, b, "Book") for b in book_ids}
+
+    def view_cart(self, user_id: UUID) -> CartView:
+        """The cart with current prices and availability, read from the write model."""
+        cart = self._cart_of(user_id)
+        books = self._books_of(b for b, _ in cart.items()) if cart else {}
+        return view_cart(cart, books)
+
+    def _check_stock(self, book: Book, quantity: int) -> None:
+        gap = book.shortfall(quantity)
+        if gap is not None:
+            raise InsufficientStockError([gap])
+
+    def add_to_cart(
+        self, ctx: CommandContext, user_id: UUID, book_id: UUID, quantity: int = 1
+    ) -> int:
+        """Add copies of a live book; the line may not exceed the stock nor 99."""
+        validate_quantity(quantity)
+
+        def attempt() -> int:
+            book = self.get_book(book_id)
+            cart = self._cart_of(user_id) or Cart(user_id=user_id)
+            current = cart.lines.get(str(book_id), 0)
+            cart.add_item(book_id, quantity)
+            self._check_stock(book, current + quantity)
+            return self._save(ctx, cart)
+
+        return self._retrying(attempt)
+
+    def set_cart_quantity(
+        self, ctx: CommandContext, user_id: UUID, book_id: UUID, quantity: int
+    ) -> int:
+        validate_quantity(quantity)
+
+        def attempt() -> int:
+            cart = self._cart_of(user_id)
+            if cart is None:
+                raise NotFoundError(f"Book {book_id} is not in the cart")
+            cart.quantity_of(book_id)
+            book = self._get(Book, book_id, "Book")
+            self._check_stock(book, quantity)
+            cart.set_quantity(book_id, quantity)
+            return self._save(ctx, cart)
+
+        return self._retrying(attempt)
+
+    def remove_from_cart(self, ctx: CommandContext, user_id: UUID, book_id: UUID) -> int:
+        def attempt() -> int:
+            cart = self._cart_of(user_id)
+            if cart is None:
+                raise NotFoundError(f"Book {book_id} is not in the cart")
+            cart.remove_item(book_id)
+            return self._save(ctx, cart)
+
+        return self._retrying(attempt)
+
+    def clear_cart(self, ctx: CommandContext, user_id: UUID) -> int:
+        def attempt() -> int:
+            cart = self._cart_of(user_id)
+            if cart is None or not cart.clear():
+                return self.head()
+            return self._save(ctx, cart)
+
+        return self._retrying(attempt)
+
+    # ------------------------------------------------------------------ orders
+
+    def get_order(self, order_id: UUID) -> Order:
+        return self._get(Order, order_id, "Order")
+
+    def place_order(
+        self, ctx: CommandContext, user_id: UUID, *, idempotency_key: str | None = None
+    ) -> PlacedOrder:
+        """Turn the cart into an order: snapshot prices, take stock, empty the cart, atomically.
+
+        With an idempotency key, the same user and key give back the first order.
+        """
+        idem = f"{user_id}:{idempotency_key}" if idempotency_key is not None else None
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
+            raise InvalidValueError("idempotency_key", "must be 1..255 characters")
+
+        def attempt() -> PlacedOrder:
+            if idem is not None:
+                earlier = self._owner_of(IDEMPOTENCY_KEY, idem)
+                if earlier is not None:
+                    return PlacedOrder(earlier, self.head(), created=False)
+            cart = self._cart_of(user_id)
+            if cart is None or not cart.lines:
+                raise EmptyCartError("The cart is empty")
+            items = cart.items()
+            books = self._books_of(b for b, _ in items)
+            shortfalls: list[StockShortfall] = [
+                gap for b, q in items if (gap := books[b].shortfall(q)) is not None
+            ]
+            if shortfalls:
+                raise InsufficientStockError(shortfalls)
+            lines = [
+                OrderLine(book_id=b, title=books[b].title, quantity=q, unit_price=books[b].price)
+                for b, q in items
+            ]
+            order = Order.place(user_id=user_id, lines=lines)
+            for b, q in items:
+                books[b].reserve(q, order.id)
+            cart.clear()
+            index = KeyIndex(kind=IDEMPOTENCY_KEY, key=idem, owner_id=order.id) if idem else None
+            position = self._save(ctx, order, *books.values(), cart, index)
+            return PlacedOrder(order.id, position, created=True)
+
+        return self._retrying(attempt)
+
+    def cancel_order(
+        self, ctx: CommandContext, order_id: UUID, *, actor_id: UUID, as_staff: bool
+    ) -> int:
+        """Cancel and put the stock back. Another user's order is not found for a customer."""
+
+        def attempt() -> int:
+            order = self._visible_order(order_id, actor_id=actor_id, as_staff=as_staff)
+            order.cancel(by_staff=as_staff)
+            books = self._books_of(line.book_id for line in order.lines)
+            for line in order.lines:
+                books[line.book_id].release(line.quantity, order.id)
+            return self._save(ctx, order, *books.values())
+
+        return self._retrying(attempt)
+
+    def advance_order(self, ctx: CommandContext, order_id: UUID, status: OrderStatus) -> int:
+        """Staff move an order along pending -> paid -> shipped -> delivered."""
+
+        def attempt() -> int:
+            order = self.get_order(order_id)
+            order.advance_to(OrderStatus(status))
+            return self._save(ctx, order)
+
+        return self._retrying(attempt)
+
+    def _visible_order(self, order_id: UUID, *, actor_id: UUID, as_staff: bool) -> Order:
+        order = self.get_order(order_id)
+        if not as_staff and order.user_id != actor_id:
+            raise NotFoundError(f"Order {order_id} not found")
+        return order
+
+    def order_for(self, order_id: UUID, *, actor_id: UUID, as_staff: bool) -> Order:
+        """An order as its owner or staff may see it."""
+        return self._visible_order(order_id, actor_id=actor_id, as_staff=as_staff)
+
+
+def event_metadata(domain_event: Any) -> dict[str, Any]:
+    """The metadata a command stamped on an event ({} for events saved without one)."""
+    return dict(getattr(domain_event, "metadata", None) or {})
+
+
+__all__ = [
+    "Bookstore",
+    "Created",
+    "PermissionDeniedError",
+    "PlacedOrder",
+    "event_metadata",
+]

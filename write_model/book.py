@@ -1,0 +1,173 @@
+"""The Book aggregate: catalogue details and the stock that orders take."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from write_model.errors import (
+    BookUnavailableError,
+    InsufficientStockError,
+    InvalidValueError,
+    StockShortfall,
+)
+from write_model.isbn import normalise_isbn
+from write_model.values import validate_price, validate_stock, validate_text
+
+TITLE_MAX = 500
+AUTHOR_MAX = 300
+CATEGORY_MAX = 100
+
+
+class Book(Aggregate):
+    """A title on sale. Stock never goes below zero; a removed book takes no command."""
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        title: str,
+        author: str,
+        isbn: str,
+        price: Decimal | int | str,
+        stock: int,
+        category: str,
+    ) -> Book:
+        """Validate, then record the registration (validation never runs on replay)."""
+        return cls(
+            title=validate_text("title", title, TITLE_MAX),
+            author=validate_text("author", author, AUTHOR_MAX),
+            isbn=normalise_isbn(isbn),
+            price=validate_price(price),
+            stock=validate_stock(stock),
+            category=validate_text("category", category, CATEGORY_MAX),
+        )
+
+    @event("Registered")
+    def __init__(  # noqa: PLR0917 (the event's fields, replayed by keyword)
+        self, title: str, author: str, isbn: str, price: Decimal, stock: int, category: str
+    ) -> None:
+        self.title = title
+        self.author = author
+        self.isbn = isbn
+        self.price = price
+        self.stock = stock
+        self.category = category
+        self.removed = False
+
+    def _ensure_live(self) -> None:
+        if self.removed:
+            raise BookUnavailableError(f"Book '{self.title}' has been removed")
+
+    def change_details(
+        self,
+        *,
+        title: str | None = None,
+        author: str | None = None,
+        isbn: str | None = None,
+        price: Decimal | int | str | None = None,
+        category: str | None = None,
+    ) -> bool:
+        """Change any subset of the details; records nothing when nothing changes."""
+        self._ensure_live()
+        changes: dict[str, Any] = {}
+        if title is not None:
+            changes["title"] = validate_text("title", title, TITLE_MAX)
+        if author is not None:
+            changes["author"] = validate_text("author", author, AUTHOR_MAX)
+        if isbn is not None:
+            changes["isbn"] = normalise_isbn(isbn)
+        if price is not None:
+            changes["price"] = validate_price(price)
+        if category is not None:
+            changes["category"] = validate_text("category", category, CATEGORY_MAX)
+        real = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        if not real:
+            return False
+        self._details_changed(**real)
+        return True
+
+    @event("DetailsChanged")
+    def _details_changed(
+        self,
+        title: str | None = None,
+        author: str | None = None,
+        isbn: str | None = None,
+        price: Decimal | None = None,
+        category: str | None = None,
+    ) -> None:
+        if title is not None:
+            self.title = title
+        if author is not None:
+            self.author = author
+        if isbn is not None:
+            self.isbn = isbn
+        if price is not None:
+            self.price = price
+        if category is not None:
+            self.category = category
+
+    def restock(self, quantity: int) -> None:
+        """Add delivered copies."""
+        self._ensure_live()
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise InvalidValueError("quantity", "must be a whole number >= 1")
+        self._restocked(quantity=quantity)
+
+    @event("Restocked")
+    def _restocked(self, quantity: int) -> None:
+        self.stock += quantity
+
+    def correct_stock(self, stock: int) -> bool:
+        """Set the stock after a count; records nothing when it is already right."""
+        self._ensure_live()
+        stock = validate_stock(stock)
+        if stock == self.stock:
+            return False
+        self._stock_corrected(stock=stock)
+        return True
+
+    @event("StockCorrected")
+    def _stock_corrected(self, stock: int) -> None:
+        self.stock = stock
+
+    def shortfall(self, quantity: int) -> StockShortfall | None:
+        """What is missing to serve `quantity` copies now, or None if they can be."""
+        available = 0 if self.removed else self.stock
+        if quantity <= available:
+            return None
+        return StockShortfall(
+            book_id=self.id, title=self.title, requested=quantity, available=available
+        )
+
+    def reserve(self, quantity: int, order_id: UUID) -> None:
+        """Take copies for an order; never below zero."""
+        self._ensure_live()
+        gap = self.shortfall(quantity)
+        if gap is not None:
+            raise InsufficientStockError([gap])
+        self._stock_reserved(quantity=quantity, order_id=order_id)
+
+    @event("StockReserved")
+    def _stock_reserved(self, quantity: int, order_id: UUID) -> None:
+        self.stock -= quantity
+
+    def release(self, quantity: int, order_id: UUID) -> None:
+        """Put back the copies of a cancelled order (even onto a removed book's count)."""
+        self._stock_released(quantity=quantity, order_id=order_id)
+
+    @event("StockReleased")
+    def _stock_released(self, quantity: int, order_id: UUID) -> None:
+        self.stock += quantity
+
+    def remove(self) -> None:
+        """Withdraw the book from sale for good."""
+        self._ensure_live()
+        self._removed()
+
+    @event("Removed")
+    def _removed(self) -> None:
+        self.removed = True
