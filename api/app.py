@@ -16,8 +16,11 @@ def create_app(container: Container) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        container.close()
+        container.start()
+        try:
+            yield
+        finally:
+            container.close()
 
     app = FastAPI(
         title="Bookstore API",

@@ -30,6 +30,12 @@ class Container:
     hasher: PasswordHasher
     _closed: bool = field(default=False, repr=False)
 
+    def start(self) -> None:
+        """Start the process's background work (in-process projections in embedded mode).
+
+        Called by the server's lifespan and the worker; plain CLI commands do not call it.
+        """
+
     def close(self) -> None:
         if self._closed:
             return
