@@ -7,6 +7,7 @@ every aggregate version makes races safe; a lost race is retried a few times, wi
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -35,11 +36,14 @@ from write_model.errors import (
     StockShortfall,
 )
 from write_model.ids import cart_id_for, key_id
+from write_model.isbn import normalise_isbn
 from write_model.key_index import KeyIndex
 from write_model.order import Order, OrderLine, OrderStatus
 from write_model.roster import ROSTER_ID, AdminRoster
 from write_model.user import User
 from write_model.values import Role, normalise_email, validate_quantity
+
+log = logging.getLogger(__name__)
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -99,7 +103,12 @@ class Bookstore(Application[UUID]):
             return self.head()
         position = max(r.notification.id for r in recordings)
         for listener in self.commit_listeners:
-            listener(position)
+            # The events are committed: a failing wake-up (a broker down) must not turn
+            # a successful command into an error. Projections catch up later anyway.
+            try:
+                listener(position)
+            except Exception:
+                log.exception("commit listener failed after position %s", position)
         return position
 
     def head(self) -> int:
@@ -154,8 +163,6 @@ class Bookstore(Application[UUID]):
         return book
 
     def find_book_by_isbn(self, isbn: str) -> Book | None:
-        from write_model.isbn import normalise_isbn
-
         owner = self._owner_of(ISBN_KEY, normalise_isbn(isbn))
         return self._find(Book, owner) if owner else None
 
