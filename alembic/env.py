@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from read_model.tables import metadata
+from read_model.tables import include_for_dialect, metadata
 
 config = context.config
 target_metadata = metadata
@@ -22,7 +22,13 @@ def _url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, compare_type=True)
+    url = _url()
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_object=include_for_dialect(url.split(":", 1)[0].split("+", 1)[0]),
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -34,6 +40,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             compare_type=True,
+            include_object=include_for_dialect(connection.dialect.name),
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
