@@ -1,4 +1,4 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: middleware, problem handlers, one router per resource."""
 
 from __future__ import annotations
 
@@ -7,8 +7,25 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.routers import health
+from api.middleware import RequestIdMiddleware
+from api.openapi import install_openapi
+from api.problems import install_problem_handlers
+from api.routers import auth, health, users
+from api.security.tokens import TokenCodec
 from bookstore.bootstrap import Container
+
+DESCRIPTION = """An event-sourced, CQRS bookstore.
+
+Errors are RFC 9457 problem details (`application/problem+json`). Authenticate with
+**Authorize**: your email as *username* and your password (the OAuth2 password flow on
+`/auth/login`); the access token lasts 15 minutes, `/auth/refresh` renews it.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "Register, log in, refresh tokens, reset a password."},
+    {"name": "users", "description": "Your account; users and roles for admins."},
+    {"name": "operations", "description": "Health of the service."},
+]
 
 
 def create_app(container: Container) -> FastAPI:
@@ -25,9 +42,17 @@ def create_app(container: Container) -> FastAPI:
     app = FastAPI(
         title="Bookstore API",
         version="1.0.0",
-        description="An event-sourced, CQRS bookstore. See the contract in the README.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
         lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": False},
     )
     app.state.container = container
+    app.state.token_codec = TokenCodec.from_settings(container.settings)
+    app.add_middleware(RequestIdMiddleware)
+    install_problem_handlers(app)
+    app.include_router(auth.router)
+    app.include_router(users.router)
     app.include_router(health.router)
+    install_openapi(app)
     return app

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from bookstore.auth_store import AuthStore
 from bookstore.credential_store import SqlCredentialStore, write_side_metadata
 from bookstore.databases import event_store_env, make_engine
+from bookstore.mail_delivery import OutboxDrainer
 from bookstore.passwords import PasswordHasher
 from bookstore.settings import Settings, get_settings
 from write_model.application import Bookstore
@@ -29,17 +31,35 @@ class Container:
     read_engine: Engine
     hasher: PasswordHasher
     _closed: bool = field(default=False, repr=False)
+    auth: AuthStore = field(init=False, repr=False)
+    mail: OutboxDrainer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Sessions, reset tokens, the outbox and the login throttle: secrets kept beside
+        # the event store, in its database.
+        self.auth = AuthStore.from_settings(self.settings, self.write_engine)
+        self.mail = OutboxDrainer(
+            self.auth.outbox, smtp_url=self.settings.smtp_url, sender=self.settings.mail_from
+        )
+
+    def wake_mail(self) -> None:
+        """New mail is in the outbox: have it sent soon (the drainer also polls)."""
+        if self.settings.is_embedded:
+            self.mail.wake()
 
     def start(self) -> None:
         """Start the process's background work (in-process projections in embedded mode).
 
         Called by the server's lifespan and the worker; plain CLI commands do not call it.
         """
+        if self.settings.is_embedded:
+            self.mail.start()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self.mail.stop()
         self.write_app.close()
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:

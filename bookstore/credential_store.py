@@ -1,11 +1,28 @@
-"""The write side's credentials table: password hashes, beside the event log, never in it."""
+"""The write side's secret tables, beside the event log and never in it.
+
+`credentials` holds password hashes. The others serve authentication (module
+`bookstore.auth_store`): refresh-token families, one-time password-reset tokens (both
+stored only as SHA-256 digests), the mail outbox, and the login-failure counter used when
+no Redis is configured. All are created by `bookstore migrate` through `create_all`.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, delete, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -23,6 +40,50 @@ credentials = Table(
     Column("user_id", String(36), primary_key=True),
     Column("password_hash", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    write_side_metadata,
+    # A digest of the token's `jti`: a leaked table cannot be replayed as tokens.
+    Column("jti_hash", String(64), primary_key=True),
+    Column("family_id", String(36), nullable=False, index=True),
+    Column("user_id", String(36), nullable=False, index=True),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+password_reset_tokens = Table(
+    "password_reset_tokens",
+    write_side_metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(36), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+)
+
+mail_outbox = Table(
+    "mail_outbox",
+    write_side_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("recipient", String(320), nullable=False, index=True),
+    Column("subject", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+)
+
+login_failures = Table(
+    "login_failures",
+    write_side_metadata,
+    Column("key", String(400), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_started_at", DateTime(timezone=True), nullable=False),
 )
 
 

@@ -31,6 +31,18 @@ class Settings(BaseSettings):
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024)
     password_hash_parallelism: int = Field(default=2, ge=1)
+    token_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        default="HS256", description="The one JWT algorithm accepted; every other is refused."
+    )
+    token_issuer: str = "bookstore"  # noqa: S105 (a name, not a secret)
+    token_audience: str = "bookstore-api"  # noqa: S105
+    password_reset_ttl_seconds: int = Field(default=30 * 60, ge=60)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    redis_url: str | None = Field(
+        default=None, description="Redis for the login throttle; defaults to broker_url."
+    )
+    mail_from: str = "Bookstore <no-reply@bookstore.example>"
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_token: SecretStr | None = None
@@ -54,6 +66,11 @@ class Settings(BaseSettings):
     @property
     def resolved_event_store_url(self) -> str:
         return self.event_store_url or self.database_url
+
+    @property
+    def resolved_redis_url(self) -> str | None:
+        """The throttle's Redis: its own setting, else the broker's, else none (SQL table)."""
+        return self.redis_url or self.broker_url
 
     @property
     def is_embedded(self) -> bool:

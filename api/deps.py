@@ -1,0 +1,101 @@
+"""Dependencies declared once, as `Annotated` aliases: the container, the caller, roles.
+
+`CurrentUser` checks, on every request, the user as the write model has them now (an
+aggregate load: always current, unlike a projection), so a demoted, deactivated or
+logged-out user loses rights with their very next request, whatever token they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from api.problems import ProblemError
+from api.security.tokens import InvalidTokenError, TokenCodec
+from bookstore.bootstrap import Container
+from write_model.context import CommandContext
+from write_model.errors import NotFoundError
+from write_model.user import User
+from write_model.values import Role
+
+BEARER = {"WWW-Authenticate": "Bearer"}
+
+# Declares the OAuth2 password flow in OpenAPI, so the docs' Authorize button logs in
+# through /auth/login. auto_error=False: a missing token is our own 401 problem.
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/auth/login",
+    auto_error=False,
+    description="Log in with your email as `username`; the access token lasts 15 minutes.",
+)
+
+
+def get_container(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
+def get_token_codec(request: Request) -> TokenCodec:
+    codec: TokenCodec = request.app.state.token_codec
+    return codec
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
+
+
+def current_user(
+    request: Request,
+    container: ContainerDep,
+    codec: TokenCodecDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> User:
+    """The caller, checked against their current state; 401 for anything doubtful."""
+    if not token:
+        raise ProblemError(
+            "authentication-required", "Send Authorization: Bearer <token>", headers=BEARER
+        )
+    try:
+        claims = codec.decode_access(token)
+    except InvalidTokenError:
+        raise ProblemError("invalid-token", headers=BEARER) from None
+    try:
+        user = container.write_app.get_user(claims.user_id)
+    except NotFoundError:
+        raise ProblemError("invalid-token", headers=BEARER) from None
+    if not user.is_active:
+        raise ProblemError("invalid-token", "This account is deactivated", headers=BEARER)
+    if claims.session_version != user.session_version:
+        raise ProblemError("invalid-token", "This session has ended; log in again", headers=BEARER)
+    request.state.user_id = user.id
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_role(role: Role) -> Callable[[User], User]:
+    """A dependency letting through users whose *current* role includes `role`."""
+
+    def check(user: CurrentUser) -> User:
+        if not user.role.includes(role):
+            raise ProblemError("forbidden", f"This needs the {role.value} role")
+        return user
+
+    check.__name__ = f"require_{role.value}"
+    return check
+
+
+StaffUser = Annotated[User, Depends(require_role(Role.STAFF))]
+AdminUser = Annotated[User, Depends(require_role(Role.ADMIN))]
+
+
+def command_context(request: Request, actor_id: UUID | None) -> CommandContext:
+    """The metadata every event of this request carries: correlation id and actor."""
+    return CommandContext(
+        correlation_id=str(getattr(request.state, "request_id", None) or "-"),
+        actor_id=actor_id,
+    )

@@ -1,0 +1,174 @@
+"""/users: a user's own account, and the admin's view and control of everyone's.
+
+`/users/me` is read from the write model (always current: a user never misses their own
+change); the admin list comes from the `user_directory` projection.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+
+from api.deps import AdminUser, ContainerDep, CurrentUser, command_context
+from api.problems import ProblemError, problem_responses
+from api.schemas.users import ActiveChange, RoleChange, UserPublic, UserUpdateMe
+from write_model.errors import ConcurrencyError, ConflictError, DuplicateKeyError
+from write_model.values import normalise_email
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+EVENT_POSITION = {"X-Event-Position": {"description": "Store position of the last event."}}
+AUTH_ERRORS = {401: "Missing, invalid or expired token, or the account is deactivated"}
+ADMIN_ERRORS = {**AUTH_ERRORS, 403: "Only admins may do this"}
+
+
+@router.get(
+    "/me",
+    response_model=UserPublic,
+    summary="Your own account, as it is now",
+    responses=problem_responses(AUTH_ERRORS),
+)
+def read_me(user: CurrentUser) -> UserPublic:
+    return UserPublic.of(user)
+
+
+@router.put(
+    "/me",
+    response_model=UserPublic,
+    summary="Change your name, email or password (the last two need current_password)",
+    description=("A new password ends every session, this one included: log in again afterwards."),
+    responses={
+        200: {"headers": EVENT_POSITION},
+        **problem_responses(
+            {
+                **AUTH_ERRORS,
+                400: "Malformed JSON",
+                403: "current_password is wrong",
+                409: "Email already registered",
+                422: "Invalid body, or current_password missing for an email or password change",
+            }
+        ),
+    },
+)
+def update_me(
+    *,
+    body: UserUpdateMe,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    container: ContainerDep,
+) -> UserPublic:
+    app = container.write_app
+    new_email = normalise_email(str(body.email)) if body.email is not None else None
+    changes_email = new_email is not None and new_email != user.email
+    if changes_email or body.new_password is not None:
+        if body.current_password is None:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "current_password"),
+                        "msg": "Field required to change the email or the password",
+                        "type": "missing",
+                    }
+                ]
+            )
+        if not container.hasher.verify(body.current_password, app.password_hash_of(user.id)):
+            raise ProblemError("wrong-current-password", "current_password is wrong")
+    context = command_context(request, user.id)
+    position: int | None = None
+    if body.full_name is not None or changes_email:
+        try:
+            position = app.change_user_profile(
+                context,
+                user.id,
+                full_name=body.full_name,
+                email=new_email if changes_email else None,
+            )
+        except DuplicateKeyError:
+            raise ProblemError("email-taken", "This email is already registered") from None
+    if body.new_password is not None:
+        position = app.change_password(context, user.id, container.hasher.hash(body.new_password))
+        container.auth.refresh_tokens.revoke_user(user.id)
+    if position is not None:
+        response.headers["X-Event-Position"] = str(position)
+    return UserPublic.of(app.get_user(user.id))
+
+
+@router.put(
+    "/{user_id}/role",
+    response_model=UserPublic,
+    summary="Change a user's role (admin)",
+    responses={
+        200: {"headers": EVENT_POSITION},
+        **problem_responses(
+            {
+                **ADMIN_ERRORS,
+                400: "Malformed JSON",
+                404: "No such user",
+                409: "This would leave no admin",
+                422: "Invalid id or body",
+            }
+        ),
+    },
+)
+def change_role(
+    *,
+    user_id: UUID,
+    body: RoleChange,
+    request: Request,
+    response: Response,
+    admin: AdminUser,
+    container: ContainerDep,
+) -> UserPublic:
+    app = container.write_app
+    try:
+        position = app.change_role(command_context(request, admin.id), user_id, body.role)
+    except ConcurrencyError:
+        raise
+    except ConflictError as error:
+        raise ProblemError("last-admin", str(error)) from None
+    response.headers["X-Event-Position"] = str(position)
+    return UserPublic.of(app.get_user(user_id))
+
+
+@router.put(
+    "/{user_id}/active",
+    response_model=UserPublic,
+    summary="Deactivate or reactivate a user (admin); deactivation ends their sessions",
+    responses={
+        200: {"headers": EVENT_POSITION},
+        **problem_responses(
+            {
+                **ADMIN_ERRORS,
+                400: "Malformed JSON",
+                404: "No such user",
+                409: "This would leave no active admin",
+                422: "Invalid id or body",
+            }
+        ),
+    },
+)
+def change_active(
+    *,
+    user_id: UUID,
+    body: ActiveChange,
+    request: Request,
+    response: Response,
+    admin: AdminUser,
+    container: ContainerDep,
+) -> UserPublic:
+    app = container.write_app
+    try:
+        position = app.set_user_active(
+            command_context(request, admin.id), user_id, is_active=body.is_active
+        )
+    except ConcurrencyError:
+        raise
+    except ConflictError as error:
+        raise ProblemError("last-admin", str(error)) from None
+    if not body.is_active:
+        container.auth.refresh_tokens.revoke_user(user_id)
+    response.headers["X-Event-Position"] = str(position)
+    return UserPublic.of(app.get_user(user_id))

@@ -1,0 +1,50 @@
+"""Authentication bodies: credentials in, tokens out."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, EmailStr, Field
+
+from api.schemas.users import PASSWORD_MAX, PASSWORD_MIN
+
+
+class LoginRequest(BaseModel):
+    """JSON login. Any string is taken as the email: a malformed one is just unknown (401)."""
+
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+
+
+class LoginForm(BaseModel):
+    """The OAuth2 password-flow form (what the docs' Authorize button posts)."""
+
+    username: str = Field(min_length=1, max_length=320, description="Your email.")
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+    grant_type: Literal["password"] | None = None
+    scope: str = ""
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name)
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class PasswordResetRequest(BaseModel):
+    email: EmailStr
+
+
+class PasswordResetConfirm(BaseModel):
+    token: str = Field(min_length=1, max_length=512)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"] = "accepted"
+    detail: str

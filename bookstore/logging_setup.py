@@ -1,0 +1,94 @@
+"""Structured logs that carry the request's correlation id on every line.
+
+The id lives in a context variable set by the API's request-id middleware; a logging
+filter copies it onto each record, so a line written anywhere while serving a request (a
+route, the write model, the thread pool) names the request without passing it around.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from bookstore.settings import Settings
+
+correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
+    | {"message", "asctime", "correlation_id", "color_message", "taskName"}
+)
+
+
+class CorrelationIdFilter(logging.Filter):
+    """Stamp each record with the correlation id of the request being served (or "-")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "correlation_id", None):
+            record.correlation_id = correlation_id_var.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: easy for log shippers, no multi-line tracebacks."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", None) or "-",
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
+
+
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """A `dictConfig` for the whole process, uvicorn's loggers included.
+
+    Passed to uvicorn as `log_config`, so that every worker process it spawns applies it.
+    """
+    formatter: dict[str, Any] = (
+        {"()": "bookstore.logging_setup.JsonFormatter"}
+        if settings.log_format == "json"
+        else {"format": TEXT_FORMAT}
+    )
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "filters": ["correlation_id"],
+        "stream": "ext://sys.stderr",
+    }
+    level = settings.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"correlation_id": {"()": "bookstore.logging_setup.CorrelationIdFilter"}},
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level},
+        "loggers": {
+            # uvicorn installs its own handlers unless told otherwise: route them to ours.
+            "uvicorn": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.access": {"handlers": [], "level": level, "propagate": True},
+        },
+    }
+
+
+def configure_logging(settings: Settings) -> None:
+    """Apply `logging_config` to this process (CLI commands, workers)."""
+    logging.config.dictConfig(logging_config(settings))
