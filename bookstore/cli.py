@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from bookstore import bootstrap
+from bookstore.cli_mail import mail_app
+from bookstore.logging_setup import logging_config
 from bookstore.settings import get_settings
 from write_model.context import CommandContext
 from write_model.errors import DomainError
@@ -12,6 +14,7 @@ from write_model.errors import DomainError
 app = typer.Typer(help="Bookstore: an event-sourced, CQRS bookstore backend.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+app.add_typer(mail_app, name="mail")
 
 
 @app.command()
@@ -43,6 +46,7 @@ def serve(
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        log_config=logging_config(settings),
     )
 
 

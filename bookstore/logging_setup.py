@@ -84,7 +84,8 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             # uvicorn installs its own handlers unless told otherwise: route them to ours.
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
-            "uvicorn.access": {"handlers": [], "level": level, "propagate": True},
+            # The API's middleware logs each request with its id and duration instead.
+            "uvicorn.access": {"handlers": [], "level": level, "propagate": False},
         },
     }
 
