@@ -13,7 +13,9 @@ from bookstore.credential_store import SqlCredentialStore, write_side_metadata
 from bookstore.databases import event_store_env, make_engine
 from bookstore.mail_delivery import OutboxDrainer
 from bookstore.passwords import PasswordHasher
+from bookstore.projection_runtime import ProjectionServices
 from bookstore.settings import Settings, get_settings
+from projections.status import ProjectionStatus
 from write_model.application import Bookstore
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,13 @@ class Container:
     read_engine: Engine
     hasher: PasswordHasher
     _closed: bool = field(default=False, repr=False)
+    projections: ProjectionServices = field(init=False, repr=False)
     auth: AuthStore = field(init=False, repr=False)
     mail: OutboxDrainer = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # The runner, the position waiter, and the commit hook that wakes them.
+        self.projections = ProjectionServices(self.settings, self.write_app, self.read_engine)
         # Sessions, reset tokens, the outbox and the login throttle: secrets kept beside
         # the event store, in its database.
         self.auth = AuthStore.from_settings(self.settings, self.write_engine)
@@ -52,13 +57,28 @@ class Container:
 
         Called by the server's lifespan and the worker; plain CLI commands do not call it.
         """
+        self.projections.start()
         if self.settings.is_embedded:
             self.mail.start()
+
+    def projection_position(self, name: str) -> int:
+        """The store position a projection has processed up to (0 before its first batch)."""
+        return self.projections.position(name)
+
+    def wait_for_position(self, name: str, position: int, timeout: float = 5.0) -> bool:
+        """Wait (LISTEN/NOTIFY, in-process wake-ups or back-off polling, never a busy loop)
+        until projection `name` has processed `position`; False if `timeout` passes first."""
+        return self.projections.wait_for(name, position, timeout)
+
+    def projection_statuses(self) -> list[ProjectionStatus]:
+        """Position, head, lag, state and last error of every projection."""
+        return self.projections.statuses()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self.projections.close()
         self.mail.stop()
         self.write_app.close()
         self.write_engine.dispose()

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     smtp_url: str | None = None
     postgres_pool_size: int = Field(default=10, ge=1)
+    projection_batch_size: int = Field(
+        default=500, ge=1, description="Events per catch-up transaction."
+    )
+    projection_idle_timeout_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="idle_in_transaction_session_timeout of a catch-up transaction "
+        "(the server's default may kill a slow batch half way).",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

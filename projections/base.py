@@ -1,0 +1,92 @@
+"""What a projection is: a name, the event types it handles, a handler per type, its tables.
+
+A handler takes the row as the batch has made it so far (None when there is none) and the
+event, and returns the row's new state (None: no row). Each row keeps the version of the
+last event applied to it, and an event at or below that version is skipped, so applying an
+event twice changes nothing: handlers are idempotent upserts even without the runner's
+exactly-once guarantee.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from sqlalchemy import Connection, Table
+
+from projections.events import Positioned
+from projections.rows import ChildRows, Row, RowBuffer
+
+
+class Batch:
+    """What a handler may write besides its own row: rows of child tables."""
+
+    def __init__(self, child_tables: Sequence[Table]) -> None:
+        self.children = {table.name: ChildRows(table) for table in child_tables}
+
+    def add_children(self, table: Table, rows: list[Row]) -> None:
+        self.children[table.name].add(rows)
+
+
+Handler = Callable[[Row | None, Any, Batch], Row | None]
+
+
+class HandlerError(Exception):
+    """A handler (or the decoding of a stored event) failed on one event of a batch."""
+
+    def __init__(self, index: int, position: int, cause: BaseException) -> None:
+        super().__init__(f"event at position {position}: {cause!r}")
+        self.index = index
+        self.position = position
+        self.cause = cause
+
+
+class Projection:
+    """Builds one read table (keyed by aggregate id) and its child tables from events."""
+
+    name: ClassVar[str]
+    table: ClassVar[Table]
+    child_tables: ClassVar[tuple[Table, ...]] = ()
+
+    def __init__(self) -> None:
+        self.handlers: Mapping[str, Handler] = self.handled()
+
+    def handled(self) -> Mapping[str, Handler]:
+        """The handler of each stored topic this projection reads."""
+        raise NotImplementedError
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return tuple(self.handlers)
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """Every table this projection owns (what a rebuild rebuilds)."""
+        return (self.table, *self.child_tables)
+
+    def apply(self, connection: Connection, events: Sequence[Positioned]) -> None:
+        """Apply events in order to the rows they touch, then write those rows back."""
+        rows = RowBuffer(self.table)
+        batch = Batch(self.child_tables)
+        rows.load(connection, (item.event.originator_id for item in events))
+        for index, item in enumerate(events):
+            try:
+                self._apply_one(rows, batch, item)
+            except Exception as error:
+                raise HandlerError(index, item.position, error) from error
+        rows.flush(connection)
+        for children in batch.children.values():
+            children.flush(connection)
+
+    def _apply_one(self, rows: RowBuffer, batch: Batch, item: Positioned) -> None:
+        event = item.event
+        key = event.originator_id
+        row = rows.get(key)
+        if row is not None and row["version"] >= event.originator_version:
+            return  # applied already
+        new = self.handlers[item.topic](None if row is None else dict(row), event, batch)
+        if new is None and row is None:
+            return
+        if new is not None:
+            new.update(id=key, version=event.originator_version, updated_at=event.timestamp)
+        rows.put(key, new)

@@ -1,0 +1,36 @@
+"""One runner at a time per projection, however many workers run.
+
+On PostgreSQL a transaction-scoped advisory lock: released by the commit or the rollback
+(or by the server when a killed worker's connection drops), so it can never be left
+behind. On SQLite the first write of the transaction takes the database's write lock, which
+serialises runners just the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import Connection, text
+
+_NAMESPACE = "bookstore.projection:"
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for a projection name (the same in every process)."""
+    digest = hashlib.blake2b((_NAMESPACE + name).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_projection(connection: Connection, name: str, *, idle_timeout_seconds: int) -> None:
+    """Take the projection's lock for the rest of this transaction (waits for it).
+
+    Also lifts the server's `idle_in_transaction_session_timeout` for this transaction
+    alone: a batch whose handlers are slow must not be killed half way.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    connection.execute(
+        text("SELECT set_config('idle_in_transaction_session_timeout', :value, true)"),
+        {"value": f"{idle_timeout_seconds}s"},
+    )
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})

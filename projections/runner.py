@@ -1,0 +1,328 @@
+"""The runner: catch a projection up with the event store, one transaction per batch.
+
+`catch_up(name, batch_size)` does one read-database transaction:
+
+1. takes the projection's lock (`pg_advisory_xact_lock` on PostgreSQL);
+2. reads the events after the tracked position, in store order, filtered by topic, up to
+   the head observed before the read;
+3. applies them (set-based, see `rows.py`);
+4. advances the tracking position (and NOTIFYs it on PostgreSQL).
+
+A crash anywhere rolls all of it back, so the batch is repeated from the old position:
+every event counts exactly once. Positions are global: when a topic-filtered read returns
+fewer events than asked, every event up to the head seen before the read has been
+processed (this store commits ids in order, and ids may have gaps, so reads are always
+`> position`).
+
+A handler that fails stops its projection at that event: the events before it are applied,
+the position is set just before it and the error is recorded; the next run tries the
+same event again. It is never skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from projections.base import HandlerError, Projection
+from projections.events import Positioned
+from projections.locks import lock_projection
+from read_model.tracking import (
+    STATE_OK,
+    advance,
+    ensure_tracking,
+    get_tracking,
+    record_failure,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 500
+POSITIONS_CHANNEL = "bookstore_projection_positions"
+ERROR_MAX_CHARS = 2000
+
+PositionListener = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one catch-up did: where it started and ended, and the error that stopped it."""
+
+    name: str
+    start: int
+    position: int
+    head: int
+    applied: int
+    error: str | None = None
+    error_position: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def caught_up(self) -> bool:
+        return not self.failed and self.position >= self.head
+
+
+class _EventFailedError(Exception):
+    """The event at `position` could not be applied; `before` are the batch's earlier events."""
+
+    def __init__(
+        self, start: int, position: int, cause: BaseException, before: Sequence[Positioned]
+    ) -> None:
+        super().__init__(f"event at position {position}: {cause!r}")
+        self.start = start
+        self.position = position
+        self.cause = cause
+        self.before = before
+
+
+class _BatchWriteError(Exception):
+    """Writing a batch of several events failed in the database; which event is unknown."""
+
+    def __init__(self, start: int, end: int, count: int, cause: BaseException) -> None:
+        super().__init__(repr(cause))
+        self.start = start
+        self.end = end
+        self.count = count
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:ERROR_MAX_CHARS]
+
+
+def _is_data_error(error: DBAPIError) -> bool:
+    """A statement the database refused (a constraint, a value), not a lost connection."""
+    return not error.connection_invalidated and not isinstance(
+        error, (OperationalError, InterfaceError)
+    )
+
+
+class Runner:
+    """Catches projections up with an application's event store, into a read database."""
+
+    def __init__(
+        self,
+        app: Application[Any],
+        engine: Engine,
+        projections: Iterable[Projection],
+        *,
+        idle_timeout_seconds: int = 600,
+    ) -> None:
+        self.app = app
+        self.engine = engine
+        self.projections = {projection.name: projection for projection in projections}
+        self.idle_timeout_seconds = idle_timeout_seconds
+        self.listeners: list[PositionListener] = []
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.projections)
+
+    def projection(self, name: str) -> Projection:
+        try:
+            return self.projections[name]
+        except KeyError:
+            msg = f"unknown projection {name!r} (known: {', '.join(self.projections)})"
+            raise KeyError(msg) from None
+
+    def head(self) -> int:
+        """The newest position in the event store (0 when it is empty)."""
+        return self.app.recorder.max_notification_id() or 0
+
+    # ------------------------------------------------------------------ public
+
+    def catch_up(self, name: str, batch_size: int = DEFAULT_BATCH_SIZE) -> BatchResult:
+        """Apply at most `batch_size` of the projection's events, in one transaction."""
+        projection = self.projection(name)
+        if batch_size < 1:
+            msg = "batch_size must be at least 1"
+            raise ValueError(msg)
+        idle = self._idle_result(name)
+        if idle is not None:
+            return idle
+        try:
+            result = self._batch(projection, batch_size)
+        except _EventFailedError as failure:
+            result = self._stop_at(projection, failure)
+        except _BatchWriteError as failure:
+            result = self._find_failing_event(projection, failure)
+        if result.position != result.start or result.failed:
+            for listener in self.listeners:
+                listener(name, result.position)
+        return result
+
+    def catch_up_fully(
+        self,
+        name: str,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> BatchResult:
+        """Run batches until caught up, stopped by a failure, or out of time."""
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        start: int | None = None
+        applied = 0
+        while True:
+            result = self.catch_up(name, batch_size)
+            start = result.start if start is None else start
+            applied += result.applied
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            stopping = should_stop is not None and should_stop()
+            if result.caught_up or result.failed or out_of_time or stopping:
+                return BatchResult(
+                    name=name,
+                    start=start,
+                    position=result.position,
+                    head=result.head,
+                    applied=applied,
+                    error=result.error,
+                    error_position=result.error_position,
+                )
+
+    # ------------------------------------------------------------------ batches
+
+    def _idle_result(self, name: str) -> BatchResult | None:
+        """Nothing to do (checked without the lock, so idle wake-ups take no write lock)."""
+        head = self.head()
+        with self.engine.connect() as connection:
+            found = get_tracking(connection, name)
+        if found is not None and found.state == STATE_OK and found.position >= head:
+            return BatchResult(name, found.position, found.position, head, 0)
+        return None
+
+    def _lock(self, connection: Connection, name: str) -> tuple[int, int]:
+        """Take the projection's lock, then read its position and active version."""
+        lock_projection(connection, name, idle_timeout_seconds=self.idle_timeout_seconds)
+        # On SQLite this INSERT is the transaction's first write: it takes the write lock.
+        ensure_tracking(connection, name)
+        found = get_tracking(connection, name)
+        assert found is not None
+        return found.position, found.version
+
+    def _read(
+        self, projection: Projection, start: int, head: int, limit: int
+    ) -> list[Notification]:
+        return list(
+            self.app.recorder.select_notifications(
+                start, limit, stop=head, topics=projection.topics, inclusive_of_start=False
+            )
+        )
+
+    def _decode(self, start: int, notifications: Sequence[Notification]) -> list[Positioned]:
+        decoded: list[Positioned] = []
+        for notification in notifications:
+            try:
+                event = self.app.mapper.to_domain_event(notification)
+            except Exception as error:
+                raise _EventFailedError(start, notification.id, error, decoded) from error
+            decoded.append(Positioned(notification.id, notification.topic, event))
+        return decoded
+
+    def _batch(self, projection: Projection, limit: int) -> BatchResult:
+        name = projection.name
+        with self.engine.begin() as connection:
+            start, version = self._lock(connection, name)
+            head = self.head()
+            if head <= start:
+                return BatchResult(name, start, start, head, 0)
+            notifications = self._read(projection, start, head, limit)
+            end = head if len(notifications) < limit else notifications[-1].id
+            events = self._decode(start, notifications)
+            try:
+                projection.apply(connection, events)
+            except HandlerError as error:
+                raise _EventFailedError(
+                    start, error.position, error.cause, events[: error.index]
+                ) from error
+            except DBAPIError as error:
+                if not _is_data_error(error):
+                    raise
+                if len(events) == 1:
+                    raise _EventFailedError(start, events[0].position, error, []) from error
+                raise _BatchWriteError(start, end, len(events), error) from error
+            advance(connection, name, version, end)
+            self._notify(connection, name, end)
+        return BatchResult(name, start, end, head, len(events))
+
+    def _stop_at(self, projection: Projection, failure: _EventFailedError) -> BatchResult:
+        """Apply the events before the failed one, stop just before it, record the error."""
+        name = projection.name
+        error = _describe(failure.cause)
+        log.error(
+            "projection %s stopped at event %s: %s",
+            name,
+            failure.position,
+            error,
+            exc_info=failure.cause,
+        )
+        stop = failure.position - 1
+        try:
+            with self.engine.begin() as connection:
+                start, version = self._lock(connection, name)
+                if start != failure.start:
+                    # Another runner moved on meanwhile: its outcome stands.
+                    return BatchResult(name, start, start, self.head(), 0)
+                projection.apply(connection, failure.before)
+                record_failure(
+                    connection,
+                    name,
+                    version,
+                    position=stop,
+                    error_position=failure.position,
+                    error=error,
+                )
+                self._notify(connection, name, stop)
+        except (HandlerError, DBAPIError) as again:
+            if isinstance(again, DBAPIError) and not _is_data_error(again):
+                raise
+            # The earlier events fail once written together: find the culprit one by one.
+            return self._find_failing_event(
+                projection,
+                _BatchWriteError(failure.start, failure.position, len(failure.before) + 1, again),
+            )
+        return BatchResult(
+            name,
+            failure.start,
+            stop,
+            self.head(),
+            len(failure.before),
+            error=error,
+            error_position=failure.position,
+        )
+
+    def _find_failing_event(self, projection: Projection, failure: _BatchWriteError) -> BatchResult:
+        """Repeat the failed range one event per transaction, up to the one that fails."""
+        log.warning(
+            "projection %s: a batch of %s events failed to write (%s); retrying one by one",
+            projection.name,
+            failure.count,
+            failure,
+        )
+        result = BatchResult(projection.name, failure.start, failure.start, self.head(), 0)
+        for _ in range(failure.count):
+            try:
+                result = self._batch(projection, 1)
+            except _EventFailedError as single:
+                return self._stop_at(projection, single)
+            if result.position >= failure.end:
+                break
+        return result
+
+    def _notify(self, connection: Connection, name: str, position: int) -> None:
+        """Tell waiting readers the new position, delivered by PostgreSQL at commit."""
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": POSITIONS_CHANNEL, "payload": f"{name}:{position}"},
+            )

@@ -1,0 +1,144 @@
+"""Rows of `projection_tracking`: how far each projection has got, and how it is doing.
+
+A projection is at position P when it has processed every event of the store up to P,
+including those it ignores. The row is written in the same transaction as the rows the
+projection derived from those events, which is what makes a batch count exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from read_model.tables import projection_tracking as tracking
+from read_model.upserts import insert_missing
+from read_model.values import utc
+
+STATE_OK = "ok"
+STATE_FAILED = "failed"
+FIRST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """One version of one projection: its position, and the error that stopped it if any."""
+
+    name: str
+    version: int
+    is_active: bool
+    position: int
+    state: str
+    last_error: str | None
+    error_position: int | None
+    failed_at: datetime | None
+    updated_at: datetime
+
+
+def _tracking(row: Any) -> Tracking:
+    return Tracking(
+        name=row.name,
+        version=row.version,
+        is_active=bool(row.is_active),
+        position=int(row.position),
+        state=row.state,
+        last_error=row.last_error,
+        error_position=row.error_position,
+        failed_at=utc(row.failed_at) if row.failed_at else None,
+        updated_at=utc(row.updated_at),
+    )
+
+
+def ensure_tracking(connection: Connection, name: str, version: int = FIRST_VERSION) -> None:
+    """Start tracking a projection at position 0 unless it is tracked already.
+
+    The first version is the active one; a rebuild's later version starts inactive.
+    """
+    insert_missing(
+        connection,
+        tracking,
+        [
+            {
+                "name": name,
+                "version": version,
+                "is_active": version == FIRST_VERSION,
+                "position": 0,
+                "state": STATE_OK,
+                "updated_at": datetime.now(UTC),
+            }
+        ],
+    )
+
+
+def get_tracking(connection: Connection, name: str, version: int | None = None) -> Tracking | None:
+    """The given version of a projection, or its active one."""
+    query = select(tracking).where(tracking.c.name == name)
+    if version is None:
+        query = query.where(tracking.c.is_active.is_(True))
+    else:
+        query = query.where(tracking.c.version == version)
+    row = connection.execute(query).first()
+    return _tracking(row) if row else None
+
+
+def active_version(connection: Connection, name: str) -> int:
+    """The version of a projection's tables that serves reads (the first one by default)."""
+    found = get_tracking(connection, name)
+    return found.version if found else FIRST_VERSION
+
+
+def projection_position(connection: Connection, name: str) -> int:
+    """The position of the serving version of a projection (0 before its first batch)."""
+    found = connection.execute(
+        select(tracking.c.position).where(tracking.c.name == name, tracking.c.is_active.is_(True))
+    ).scalar_one_or_none()
+    return int(found or 0)
+
+
+def all_tracking(connection: Connection) -> list[Tracking]:
+    """Every tracked projection version, by name then version."""
+    rows = connection.execute(select(tracking).order_by(tracking.c.name, tracking.c.version))
+    return [_tracking(row) for row in rows]
+
+
+def advance(connection: Connection, name: str, version: int, position: int) -> None:
+    """Record a successful batch: a new position, and no error any more."""
+    connection.execute(
+        update(tracking)
+        .where(tracking.c.name == name, tracking.c.version == version)
+        .values(
+            position=position,
+            state=STATE_OK,
+            last_error=None,
+            error_position=None,
+            failed_at=None,
+            updated_at=datetime.now(UTC),
+        )
+    )
+
+
+def record_failure(
+    connection: Connection,
+    name: str,
+    version: int,
+    *,
+    position: int,
+    error_position: int,
+    error: str,
+) -> None:
+    """Stop at the event that failed: the position just before it, and the error."""
+    now = datetime.now(UTC)
+    connection.execute(
+        update(tracking)
+        .where(tracking.c.name == name, tracking.c.version == version)
+        .values(
+            position=position,
+            state=STATE_FAILED,
+            last_error=error,
+            error_position=error_position,
+            failed_at=now,
+            updated_at=now,
+        )
+    )
