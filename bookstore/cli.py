@@ -6,6 +6,7 @@ import typer
 
 from bookstore import bootstrap
 from bookstore.cli_mail import mail_app
+from bookstore.cli_projections import register_projection_commands
 from bookstore.logging_setup import logging_config
 from bookstore.settings import get_settings
 from write_model.context import CommandContext
@@ -15,6 +16,7 @@ app = typer.Typer(help="Bookstore: an event-sourced, CQRS bookstore backend.", n
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(mail_app, name="mail")
+register_projection_commands(app)
 
 
 @app.command()
