@@ -141,14 +141,19 @@ Index("ix_user_directory_role", user_directory.c.role, user_directory.c.email)
 
 
 def include_for_dialect(dialect_name: str) -> Callable[..., bool]:
-    """Alembic's `include_object` for one dialect.
+    """Alembic's `include_object` for one dialect: compare the read tables, nothing else.
 
-    Autogenerate ignores `ddl_if`, so without this the PostgreSQL-only trigram indexes
-    would look missing on SQLite.
+    The read tables may share a database with the event store and the credentials table,
+    which are not this metadata's to drop. And autogenerate ignores `ddl_if`, so without
+    this the PostgreSQL-only trigram indexes would look missing on SQLite.
     """
 
-    def include(obj: object, name: str | None, type_: str, *_: object) -> bool:
+    def include(
+        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    ) -> bool:
         del obj
+        if type_ == "table" and reflected and compare_to is None:
+            return False
         return not (
             type_ == "index" and dialect_name != "postgresql" and name in POSTGRES_ONLY_INDEXES
         )
