@@ -165,4 +165,4 @@ def per_book_application_counts(engine: Engine) -> dict[Any, int]:
         rows = connection.execute(
             select(applications.c.book_id, func.count()).group_by(applications.c.book_id)
         )
-        return dict(rows)
+        return {row[0]: row[1] for row in rows}
