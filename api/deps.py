@@ -7,11 +7,13 @@ logged-out user loses rights with their very next request, whatever token they h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
 
 from api.problems import ProblemError
@@ -99,3 +101,49 @@ def command_context(request: Request, actor_id: UUID | None) -> CommandContext:
         correlation_id=str(getattr(request.state, "request_id", None) or "-"),
         actor_id=actor_id,
     )
+
+
+PROJECTION_WAIT_SECONDS = 5.0
+_NON_NEGATIVE_INT = re.compile(r"[0-9]{1,18}")
+
+
+def min_event_position(
+    x_min_event_position: Annotated[
+        str | None,
+        Header(
+            description="Wait (at most 5 s) until the projection has processed this position.",
+        ),
+    ] = None,
+) -> int | None:
+    """The read-your-writes position a client asked for; 422 unless a non-negative integer."""
+    if x_min_event_position is None:
+        return None
+    if not _NON_NEGATIVE_INT.fullmatch(x_min_event_position.strip()):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("header", "x-min-event-position"),
+                    "msg": "must be a non-negative integer",
+                    "type": "int_parsing",
+                }
+            ]
+        )
+    return int(x_min_event_position)
+
+
+MinEventPosition = Annotated[int | None, Depends(min_event_position)]
+
+
+def caught_up_position(container: Container, projection: str, wanted: int | None) -> int:
+    """Wait until `projection` has processed `wanted` (503 after 5 s); its position now."""
+    if wanted is not None and not container.wait_for_position(
+        projection, wanted, timeout=PROJECTION_WAIT_SECONDS
+    ):
+        raise ProblemError(
+            "projection-lagging",
+            f"The {projection} projection has not reached position {wanted} yet",
+            headers={"Retry-After": "1"},
+            projection=projection,
+            position=container.projection_position(projection),
+        )
+    return container.projection_position(projection)

@@ -6,22 +6,84 @@ change); the admin list comes from the `user_directory` projection.
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
-from api.deps import AdminUser, ContainerDep, CurrentUser, command_context
+from api.deps import (
+    AdminUser,
+    ContainerDep,
+    CurrentUser,
+    MinEventPosition,
+    caught_up_position,
+    command_context,
+)
 from api.problems import ProblemError, problem_responses
-from api.schemas.users import ActiveChange, RoleChange, UserPublic, UserUpdateMe
+from api.schemas.users import ActiveChange, RoleChange, UserPage, UserPublic, UserUpdateMe
+from read_model.users import list_users
 from write_model.errors import ConcurrencyError, ConflictError, DuplicateKeyError
-from write_model.values import normalise_email
+from write_model.values import Role, normalise_email
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 EVENT_POSITION = {"X-Event-Position": {"description": "Store position of the last event."}}
 AUTH_ERRORS = {401: "Missing, invalid or expired token, or the account is deactivated"}
 ADMIN_ERRORS = {**AUTH_ERRORS, 403: "Only admins may do this"}
+
+
+PROJECTION_POSITION = {
+    "X-Projection-Position": {"description": "Store position the projection has processed."}
+}
+USER_DIRECTORY = "user_directory"
+
+
+@router.get(
+    "",
+    response_model=UserPage,
+    summary="List users (admin), from the user directory projection",
+    responses={
+        200: {"headers": PROJECTION_POSITION},
+        **problem_responses(
+            {
+                **ADMIN_ERRORS,
+                422: "Bad filter, page or X-Min-Event-Position",
+                503: "The projection did not reach X-Min-Event-Position within 5 s",
+            }
+        ),
+    },
+)
+def list_all_users(
+    *,
+    response: Response,
+    admin: AdminUser,
+    container: ContainerDep,
+    wanted: MinEventPosition,
+    role: Role | None = None,
+    q: Annotated[str | None, Query(max_length=320, description="Email substring")] = None,
+    is_active: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> UserPage:
+    del admin  # checked by the dependency
+    position = caught_up_position(container, USER_DIRECTORY, wanted)
+    with container.read_engine.connect() as connection:
+        page = list_users(
+            connection,
+            role=role.value if role else None,
+            q=q,
+            is_active=is_active,
+            limit=limit,
+            offset=offset,
+        )
+    response.headers["X-Projection-Position"] = str(position)
+    return UserPage(
+        items=[UserPublic.of_row(row) for row in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
 
 
 @router.get(

@@ -61,7 +61,9 @@ def test_registering_a_taken_email_in_another_case_is_a_409(client: TestClient) 
         {"email": "a@example.com"},
     ],
 )
-def test_registering_with_an_invalid_body_is_a_422(client: TestClient, body: dict[str, str]) -> None:
+def test_registering_with_an_invalid_body_is_a_422(
+    client: TestClient, body: dict[str, str]
+) -> None:
     assert_problem(client.post("/auth/register", json=body), 422, "validation-error")
 
 
@@ -285,9 +287,10 @@ def test_another_login_is_another_family(client: TestClient, container: Containe
     other = login(client, account.email)
     client.post("/auth/refresh", json={"refresh_token": account.refresh_token})
     client.post("/auth/refresh", json={"refresh_token": account.refresh_token})  # reuse
-    assert client.post(
-        "/auth/refresh", json={"refresh_token": other["refresh_token"]}
-    ).status_code == 200
+    assert (
+        client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]}).status_code
+        == 200
+    )
 
 
 @pytest.mark.parametrize("garbage", ["", "not.a.jwt", "x" * 5000])

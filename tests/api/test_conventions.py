@@ -21,9 +21,7 @@ def test_a_sane_client_request_id_is_kept(client: TestClient) -> None:
         assert response.headers["x-request-id"] == sane
 
 
-@pytest.mark.parametrize(
-    "insane", [b"x" * 129, b"has space", b"semi;colon", "ünï".encode(), b""]
-)
+@pytest.mark.parametrize("insane", [b"x" * 129, b"has space", b"semi;colon", "ünï".encode(), b""])
 def test_an_insane_client_request_id_is_replaced(client: TestClient, insane: bytes) -> None:
     response = client.get("/health", headers={"X-Request-ID": insane})  # type: ignore[dict-item]
     fresh = response.headers["x-request-id"]
@@ -88,9 +86,11 @@ def test_an_unexpected_error_is_a_500_problem_without_a_trace_and_is_logged(
         raise RuntimeError("SELECT secret FROM credentials -- boom")
 
     caplog.handler.addFilter(CorrelationIdFilter())
-    with TestClient(app, raise_server_exceptions=False) as client:
-        with caplog.at_level(logging.ERROR):
-            response = client.get("/explode", headers={"X-Request-ID": "req-500"})
+    with (
+        TestClient(app, raise_server_exceptions=False) as client,
+        caplog.at_level(logging.ERROR),
+    ):
+        response = client.get("/explode", headers={"X-Request-ID": "req-500"})
     body = assert_problem(response, 500, "internal-error")
     assert "SELECT" not in response.text
     assert "RuntimeError" not in response.text

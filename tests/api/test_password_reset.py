@@ -112,9 +112,7 @@ def test_a_reset_token_lasts_thirty_minutes(client: TestClient, container: Conta
     [{"token": "abc"}, {"new_password": NEW_PASSWORD}, {"token": "abc", "new_password": "short"}],
 )
 def test_a_bad_confirm_body_is_a_422(client: TestClient, body: dict[str, str]) -> None:
-    assert_problem(
-        client.post("/auth/password-reset/confirm", json=body), 422, "validation-error"
-    )
+    assert_problem(client.post("/auth/password-reset/confirm", json=body), 422, "validation-error")
 
 
 def test_the_embedded_worker_sends_the_mail(client: TestClient, container: Container) -> None:

@@ -72,7 +72,9 @@ FORGERIES = {
         good_claims(a, iat=int(time.time()) - 3600, exp=int(time.time()) - 60),
         TEST_SECRET.encode(),
     ),
-    "wrong key": lambda a: forge({"alg": "HS256"}, good_claims(a), b"another-secret-key-0123456789"),
+    "wrong key": lambda a: forge(
+        {"alg": "HS256"}, good_claims(a), b"another-secret-key-0123456789"
+    ),
     "alg none": lambda a: forge({"alg": "none", "typ": "JWT"}, good_claims(a), None),
     "alg None spelled oddly": lambda a: forge({"alg": "NoNe"}, good_claims(a), None),
     # HS/RS confusion: a server that trusted the header would verify this "RS256" token's
@@ -83,9 +85,15 @@ FORGERIES = {
     "HS512 with the right key": lambda a: jwt.encode(
         good_claims(a), TEST_SECRET, algorithm="HS512"
     ),
-    "missing exp": lambda a: forge({"alg": "HS256"}, good_claims(a, exp=None), TEST_SECRET.encode()),
-    "missing iss": lambda a: forge({"alg": "HS256"}, good_claims(a, iss=None), TEST_SECRET.encode()),
-    "missing aud": lambda a: forge({"alg": "HS256"}, good_claims(a, aud=None), TEST_SECRET.encode()),
+    "missing exp": lambda a: forge(
+        {"alg": "HS256"}, good_claims(a, exp=None), TEST_SECRET.encode()
+    ),
+    "missing iss": lambda a: forge(
+        {"alg": "HS256"}, good_claims(a, iss=None), TEST_SECRET.encode()
+    ),
+    "missing aud": lambda a: forge(
+        {"alg": "HS256"}, good_claims(a, aud=None), TEST_SECRET.encode()
+    ),
     "wrong iss": lambda a: forge(
         {"alg": "HS256"}, good_claims(a, iss="someone-else"), TEST_SECRET.encode()
     ),

@@ -55,9 +55,10 @@ def test_changing_the_email_needs_the_current_password(
     assert right.status_code == 200
     assert right.json()["email"] == new_email
     login(client, new_email)
-    assert client.post(
-        "/auth/login", json={"email": account.email, "password": PASSWORD}
-    ).status_code == 401
+    assert (
+        client.post("/auth/login", json={"email": account.email, "password": PASSWORD}).status_code
+        == 401
+    )
     # The old address is free again.
     register(client, account.email)
 
@@ -66,7 +67,9 @@ def test_changing_the_password_needs_the_current_password(
     client: TestClient, container: Container
 ) -> None:
     account = new_account(client, container)
-    missing = client.put("/users/me", json={"new_password": "new password!"}, headers=account.headers)
+    missing = client.put(
+        "/users/me", json={"new_password": "new password!"}, headers=account.headers
+    )
     assert_problem(missing, 422, "validation-error")
     wrong = client.put(
         "/users/me",
@@ -106,9 +109,12 @@ def test_an_admin_changes_a_role_and_rights_follow_at_once(
 ) -> None:
     admin = new_account(client, container, "admin")
     user = new_account(client, container)
-    assert client.put(
-        f"/users/{user.id}/role", json={"role": "admin"}, headers=user.headers
-    ).status_code == 403
+    assert (
+        client.put(
+            f"/users/{user.id}/role", json={"role": "admin"}, headers=user.headers
+        ).status_code
+        == 403
+    )
 
     promoted = client.put(f"/users/{user.id}/role", json={"role": "admin"}, headers=admin.headers)
     assert promoted.status_code == 200
@@ -116,9 +122,12 @@ def test_an_admin_changes_a_role_and_rights_follow_at_once(
     assert int(promoted.headers["x-event-position"]) > 0
     # The token issued before the promotion now carries admin rights.
     target = new_account(client, container)
-    assert client.put(
-        f"/users/{target.id}/role", json={"role": "staff"}, headers=user.headers
-    ).status_code == 200
+    assert (
+        client.put(
+            f"/users/{target.id}/role", json={"role": "staff"}, headers=user.headers
+        ).status_code
+        == 200
+    )
 
     client.put(f"/users/{user.id}/role", json={"role": "customer"}, headers=admin.headers)
     demoted = client.put(f"/users/{target.id}/role", json={"role": "admin"}, headers=user.headers)
@@ -127,9 +136,7 @@ def test_an_admin_changes_a_role_and_rights_follow_at_once(
 
 def test_the_last_admin_cannot_be_demoted(client: TestClient, container: Container) -> None:
     admin = new_account(client, container, "admin")
-    response = client.put(
-        f"/users/{admin.id}/role", json={"role": "staff"}, headers=admin.headers
-    )
+    response = client.put(f"/users/{admin.id}/role", json={"role": "staff"}, headers=admin.headers)
     assert_problem(response, 409, "last-admin")
     assert client.get("/users/me", headers=admin.headers).json()["role"] == "admin"
 

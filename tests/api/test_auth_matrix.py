@@ -1,0 +1,150 @@
+"""The auth matrix, generated from the app's own route table.
+
+Every route the app serves must have an entry in `CONTRACT` (the contract's "who"
+column); each is called as anonymous, customer, staff and admin, and must answer 401 /
+403 below its role and its contracted success status from it up. A new route missing
+from the table, or a protected route whose role check was forgotten, fails here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from bookstore.bootstrap import Container
+from tests.api.conftest import Account, login, new_account, unique_email
+from tests.api.test_password_reset import reset_token_for
+
+CALLERS = ["anonymous", "customer", "staff", "admin"]
+RANK = {"anonymous": -1, "customer": 0, "staff": 1, "admin": 2}
+
+
+@dataclass
+class World:
+    """What the sample requests need: a client, the accounts, someone to act on."""
+
+    client: TestClient
+    container: Container
+    accounts: dict[str, Account]
+    helper: Account
+    target: Account
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may call a route (None: anyone), what it answers them, and a valid request."""
+
+    role: str | None
+    success: int
+    request: Callable[[World], dict[str, Any]] = field(default=lambda _: {})
+    path: Callable[[World], dict[str, str]] = field(default=lambda _: {})
+
+
+def _reset_token(world: World) -> dict[str, Any]:
+    world.client.post("/auth/password-reset", json={"email": world.helper.email})
+    token = reset_token_for(world.container, world.helper.email)
+    return {"json": {"token": token, "new_password": world.helper.password}}
+
+
+CONTRACT: dict[tuple[str, str], Rule] = {
+    ("POST", "/auth/register"): Rule(
+        None, 201, lambda w: {"json": {"email": unique_email(), "password": "long enough"}}
+    ),
+    ("POST", "/auth/login"): Rule(
+        None, 200, lambda w: {"json": {"email": w.helper.email, "password": w.helper.password}}
+    ),
+    ("POST", "/auth/refresh"): Rule(
+        None,
+        200,
+        lambda w: {"json": {"refresh_token": login(w.client, w.helper.email)["refresh_token"]}},
+    ),
+    ("POST", "/auth/password-reset"): Rule(
+        None, 202, lambda w: {"json": {"email": w.helper.email}}
+    ),
+    ("POST", "/auth/password-reset/confirm"): Rule(None, 204, _reset_token),
+    ("GET", "/users/me"): Rule("customer", 200),
+    ("PUT", "/users/me"): Rule("customer", 200, lambda w: {"json": {"full_name": "Renamed"}}),
+    ("GET", "/users"): Rule("admin", 200),
+    ("PUT", "/users/{user_id}/role"): Rule(
+        "admin", 200, lambda w: {"json": {"role": "customer"}}, lambda w: {"user_id": w.target.id}
+    ),
+    ("PUT", "/users/{user_id}/active"): Rule(
+        "admin", 200, lambda w: {"json": {"is_active": True}}, lambda w: {"user_id": w.target.id}
+    ),
+    ("GET", "/health"): Rule(None, 200),
+    ("GET", "/openapi.json"): Rule(None, 200),
+    ("GET", "/docs"): Rule(None, 200),
+    ("GET", "/docs/oauth2-redirect"): Rule(None, 200),
+    ("GET", "/redoc"): Rule(None, 200),
+}
+
+
+def served_routes(client: TestClient) -> set[tuple[str, str]]:
+    routes = set()
+    for route in iter_route_contexts(client.app.routes):  # type: ignore[attr-defined]
+        for method in route.methods or ():
+            if method != "HEAD":
+                routes.add((method, str(route.path)))
+    return routes
+
+
+def expected_status(rule: Rule, caller: str) -> int:
+    if rule.role is None or RANK[caller] >= RANK[rule.role]:
+        return rule.success
+    return 401 if caller == "anonymous" else 403
+
+
+def test_every_route_answers_every_caller_as_contracted(
+    client: TestClient, container: Container
+) -> None:
+    routes = served_routes(client)
+    unlisted = routes - set(CONTRACT)
+    assert not unlisted, f"routes without an auth-matrix entry (add them to CONTRACT): {unlisted}"
+    gone = set(CONTRACT) - routes
+    assert not gone, f"CONTRACT lists routes the app does not serve: {gone}"
+
+    world = World(
+        client=client,
+        container=container,
+        accounts={role: new_account(client, container, role) for role in CALLERS[1:]},
+        helper=new_account(client, container),
+        target=new_account(client, container),
+    )
+    wrong: list[str] = []
+    for (method, template), rule in sorted(CONTRACT.items()):
+        for caller in CALLERS:
+            headers = {} if caller == "anonymous" else world.accounts[caller].headers
+            path = template.format(**rule.path(world))
+            response = client.request(method, path, headers=headers, **rule.request(world))
+            want = expected_status(rule, caller)
+            if response.status_code != want:
+                wrong.append(
+                    f"{method} {template} as {caller}: {response.status_code}, want {want}"
+                )
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_openapi_document_declares_security_exactly_on_protected_routes(
+    client: TestClient,
+) -> None:
+    document = client.get("/openapi.json").json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            rule = CONTRACT[(method.upper(), path)]
+            declared = bool(operation.get("security"))
+            assert declared == (rule.role is not None), f"{method.upper()} {path}"
+
+
+def test_a_route_without_a_role_check_would_fail_the_matrix(
+    client: TestClient, container: Container
+) -> None:
+    """The matrix is not vacuous: an unchecked admin route answers anonymous callers."""
+    rule = Rule("admin", 200)
+    response = client.get("/health")  # a route that checks nobody
+    assert response.status_code != expected_status(rule, "anonymous")
+    assert uuid.UUID(new_account(client, container).id)
