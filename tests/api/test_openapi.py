@@ -1,0 +1,75 @@
+"""The OpenAPI document: what the interactive docs and client generators rely on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def document(client: TestClient) -> dict[str, Any]:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+def test_the_password_flow_is_declared_so_the_authorize_button_logs_in(
+    document: dict[str, Any],
+) -> None:
+    schemes = document["components"]["securitySchemes"]
+    (scheme,) = schemes.values()
+    assert scheme["type"] == "oauth2"
+    assert scheme["flows"]["password"]["tokenUrl"] == "/auth/login"
+
+
+def test_login_documents_both_json_and_the_form(document: dict[str, Any]) -> None:
+    content = document["paths"]["/auth/login"]["post"]["requestBody"]["content"]
+    assert set(content) == {"application/json", "application/x-www-form-urlencoded"}
+    assert set(content["application/x-www-form-urlencoded"]["schema"]["required"]) == {
+        "username",
+        "password",
+    }
+
+
+def test_every_success_is_documented_with_its_model(document: dict[str, Any]) -> None:
+    for method, path, operation in operations(document):
+        successes = {code: r for code, r in operation["responses"].items() if code[0] == "2"}
+        assert successes, f"{method} {path} documents no success"
+        for code, response in successes.items():
+            if code == "204":
+                assert "content" not in response
+                continue
+            schema = response["content"]["application/json"]["schema"]
+            assert schema, f"{method} {path} {code} has no schema"
+
+
+def test_every_error_is_documented_as_a_problem(document: dict[str, Any]) -> None:
+    problem_ref = "#/components/schemas/Problem"
+    for method, path, operation in operations(document):
+        if path in ("/health",):
+            continue
+        errors = {code: r for code, r in operation["responses"].items() if code[0] in "45"}
+        assert errors, f"{method} {path} documents no error"
+        for code, response in errors.items():
+            assert set(response["content"]) == {"application/problem+json"}, (method, path, code)
+            schema = response["content"]["application/problem+json"]["schema"]
+            assert schema == {"$ref": problem_ref}, (method, path, code)
+        if operation.get("security"):
+            assert "401" in errors, f"{method} {path} does not document 401"
+
+
+def test_the_docs_page_is_served(client: TestClient) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert "swagger" in response.text.lower()
+    assert "/openapi.json" in response.text
