@@ -207,7 +207,7 @@ If you did not ask for this, ignore this mail: your password stays as it is.
 """
 
 
-def _send_reset_mail(container: Container, request: Request, email: str) -> None:
+def _send_reset_mail(container: Container, email: str) -> None:
     user = container.write_app.find_user_by_email(email)
     if user is None or not user.is_active:
         return
@@ -228,10 +228,8 @@ def _send_reset_mail(container: Container, request: Request, email: str) -> None
     summary="Ask for a password-reset mail (202 whether or not the email is registered)",
     responses=problem_responses({400: "Malformed JSON", 422: "Invalid body"}),
 )
-def request_password_reset(
-    body: PasswordResetRequest, request: Request, container: ContainerDep
-) -> Accepted:
-    _send_reset_mail(container, request, str(body.email))
+def request_password_reset(body: PasswordResetRequest, container: ContainerDep) -> Accepted:
+    _send_reset_mail(container, str(body.email))
     return Accepted(detail="If this email is registered, a reset token is on its way.")
 
 

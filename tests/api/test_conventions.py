@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,7 @@ from api.app import create_app
 from bookstore.bootstrap import Container
 from bookstore.logging_setup import CorrelationIdFilter, JsonFormatter
 from tests.api.conftest import PASSWORD, assert_problem, new_account, unique_email
+from write_model import errors
 from write_model.application import event_metadata
 
 
@@ -146,3 +148,54 @@ def test_events_carry_the_request_id_and_the_acting_user(
     assert int(response.headers["x-event-position"]) == max(
         item.id for item in app.recorder.select_notifications(start=1, limit=1000)
     )
+
+
+DOMAIN_ERRORS = [
+    (errors.NotFoundError("Book 1 not found"), 404, "not-found"),
+    (errors.DuplicateKeyError("isbn '978' is already taken"), 409, "already-exists"),
+    (
+        errors.InsufficientStockError(
+            [errors.StockShortfall(uuid.UUID(int=1), "Dune", requested=3, available=2)]
+        ),
+        409,
+        "insufficient-stock",
+    ),
+    (errors.InvalidTransitionError("paid -> pending"), 409, "invalid-transition"),
+    (errors.ConcurrencyError("Too many concurrent changes"), 409, "version-conflict"),
+    (errors.EmptyCartError("The cart is empty"), 409, "cart-empty"),
+    (errors.ConflictError("User is deactivated"), 409, "conflict"),
+    (errors.PreconditionFailedError("Book is at version 3, not 2"), 412, "precondition-failed"),
+    (
+        errors.InvalidValueError("price", "has more than two decimal places"),
+        422,
+        "validation-error",
+    ),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "kind"), DOMAIN_ERRORS, ids=lambda v: str(v)[:20])
+def test_domain_errors_are_problems_of_their_kind(
+    container: Container, error: Exception, status: int, kind: str
+) -> None:
+    app = create_app(container)
+
+    @app.post("/raise")
+    def raise_it() -> None:
+        raise error
+
+    with TestClient(app) as client:
+        response = client.post("/raise")
+    body = assert_problem(response, status, kind)
+    assert body["detail"] == str(error)
+    if kind == "insufficient-stock":
+        assert body["lines"] == [
+            {"book_id": str(uuid.UUID(int=1)), "title": "Dune", "requested": 3, "available": 2}
+        ]
+    if kind == "validation-error":
+        assert body["errors"] == [
+            {
+                "loc": ["body", "price"],
+                "msg": "has more than two decimal places",
+                "type": "value_error",
+            }
+        ]
