@@ -36,6 +36,7 @@ from projections.base import HandlerError, Projection
 from projections.events import Positioned
 from projections.locks import lock_projection
 from read_model.tracking import (
+    STATE_FAILED,
     STATE_OK,
     advance,
     ensure_tracking,
@@ -259,13 +260,6 @@ class Runner:
         """Apply the events before the failed one, stop just before it, record the error."""
         name = projection.name
         error = _describe(failure.cause)
-        log.error(
-            "projection %s stopped at event %s: %s",
-            name,
-            failure.position,
-            error,
-            exc_info=failure.cause,
-        )
         stop = failure.position - 1
         try:
             with self.engine.begin() as connection:
@@ -273,6 +267,7 @@ class Runner:
                 if start != failure.start:
                     # Another runner moved on meanwhile: its outcome stands.
                     return BatchResult(name, start, start, self.head(), 0)
+                previous = get_tracking(connection, name, version)
                 projection.apply(connection, failure.before)
                 record_failure(
                     connection,
@@ -290,6 +285,23 @@ class Runner:
             return self._find_failing_event(
                 projection,
                 _BatchWriteError(failure.start, failure.position, len(failure.before) + 1, again),
+            )
+        repeated = (
+            previous is not None
+            and previous.state == STATE_FAILED
+            and previous.error_position == failure.position
+            and previous.last_error == error
+        )
+        if repeated:
+            # Retried every run until fixed: say it once with the traceback, then briefly.
+            log.warning("projection %s still stopped at event %s", name, failure.position)
+        else:
+            log.error(
+                "projection %s stopped at event %s: %s",
+                name,
+                failure.position,
+                error,
+                exc_info=failure.cause,
             )
         return BatchResult(
             name,

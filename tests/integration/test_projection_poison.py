@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +52,7 @@ def listed_titles(container: Container) -> list[str]:
 
 
 def test_a_failing_handler_stops_the_projection_at_that_event_until_it_succeeds(
-    container: Container,
+    container: Container, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = container.write_app
     app.register_book(ctx(), **book_fields(title="A before"))
@@ -62,8 +63,9 @@ def test_a_failing_handler_stops_the_projection_at_that_event_until_it_succeeds(
     picky = PickyBookListing()
     runner = Runner(app, container.read_engine, [picky])
 
-    first = runner.catch_up_fully("book_listing", batch_size=100)
-    second = runner.catch_up_fully("book_listing", batch_size=100)
+    with caplog.at_level(logging.WARNING, logger="projections.runner"):
+        first = runner.catch_up_fully("book_listing", batch_size=100)
+        second = runner.catch_up_fully("book_listing", batch_size=100)
 
     # Registering a book saves the book's event, then its ISBN index's: the poison event is
     # the one before the position that save returned.
@@ -74,6 +76,11 @@ def test_a_failing_handler_stops_the_projection_at_that_event_until_it_succeeds(
         assert result.error_position == poison_event
         assert "cannot list 'Poison'" in (result.error or "")
     assert listed_titles(container) == ["A before", "B before"]
+    # Loud once (with the traceback), then a short reminder on every retry.
+    assert [(r.levelname, r.exc_info is not None) for r in caplog.records] == [
+        ("ERROR", True),
+        ("WARNING", False),
+    ]
     (status,) = [s for s in container.projection_statuses() if s.name == "book_listing"]
     assert (status.state, status.position, status.error_position, status.head) == (
         "failed",
