@@ -81,7 +81,9 @@ class User(Aggregate):
 
     @event("Deactivated")
     def _deactivated(self) -> None:
+        # Ends every session: tokens issued before stay dead after a reactivation.
         self.is_active = False
+        self.session_version += 1
 
     def reactivate(self) -> bool:
         if self.is_active:

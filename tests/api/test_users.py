@@ -178,6 +178,8 @@ def test_a_deactivated_user_loses_access_at_once(client: TestClient, container: 
 
     back = client.put(f"/users/{user.id}/active", json={"is_active": True}, headers=admin.headers)
     assert back.json()["is_active"] is True
+    # Reactivation does not revive the sessions that deactivation ended.
+    assert_problem(client.get("/users/me", headers=user.headers), 401, "invalid-token")
     login(client, user.email)
 
 

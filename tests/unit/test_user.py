@@ -66,7 +66,9 @@ def test_a_role_change_is_recorded_once() -> None:
 def test_a_user_can_be_deactivated_and_reactivated() -> None:
     user = User.register(email="a@example.com")
     user.collect_events()
+    sessions_before = user.session_version
     assert user.deactivate() is True
+    assert user.session_version == sessions_before + 1
     assert user.deactivate() is False
     assert user.is_active is False
     with pytest.raises(ConflictError):
