@@ -1,8 +1,9 @@
-"""The embedded default: the runner in a background thread of the serving process.
+"""The embedded default: the runner in background threads of the serving process.
 
-With no broker configured, each commit wakes this thread (through the write application's
-commit listeners), which catches every projection up. It also wakes every second on its
-own, for events written by other processes (the CLI, other server workers).
+With no broker configured, each commit wakes these threads (through the write
+application's commit listeners), one per projection, so a slow projection never delays the
+others. Each also wakes every second on its own, for events written by other processes
+(the CLI, other server workers).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ MAX_ERROR_PAUSE_SECONDS = 30.0
 
 
 class BackgroundRunner:
-    """Runs `catch_up` for every projection whenever woken, until stopped."""
+    """Runs `catch_up` for each projection, in a thread of its own, whenever woken."""
 
     def __init__(
         self,
@@ -31,58 +32,54 @@ class BackgroundRunner:
         self.runner = runner
         self.batch_size = batch_size
         self.backstop_seconds = backstop_seconds
-        self._wake = threading.Event()
+        self._wakes = {name: threading.Event() for name in runner.names}
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._error_pause = 0.0
+        self._threads: list[threading.Thread] = []
 
     def wake(self, position: int | None = None) -> None:
         """A commit listener: cheap, never blocks, coalesces any number of wake-ups."""
         del position
-        self._wake.set()
+        for wake in self._wakes.values():
+            wake.set()
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
         self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._run, name="projections-in-process", daemon=True
-        )
-        self._thread.start()
-        self._wake.set()
+        self._threads = [
+            threading.Thread(target=self._run, args=(name,), name=f"projection-{name}", daemon=True)
+            for name in self._wakes
+        ]
+        for thread in self._threads:
+            thread.start()
+        self.wake()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the current batch (its transaction commits or rolls back), then stop."""
+        """Finish the current batches (their transactions commit or roll back), then stop."""
         self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self.wake()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return any(thread.is_alive() for thread in self._threads)
 
-    def _run(self) -> None:
+    def _run(self, name: str) -> None:
+        wake = self._wakes[name]
+        error_pause = 0.0
         while not self._stopping.is_set():
-            self._wake.wait(self.backstop_seconds + self._error_pause)
-            self._wake.clear()
+            wake.wait(self.backstop_seconds + error_pause)
+            wake.clear()
             if self._stopping.is_set():
                 break
-            self._run_once()
-
-    def _run_once(self) -> None:
-        failed = False
-        for name in self.runner.names:
             try:
                 self.runner.catch_up_fully(
                     name, batch_size=self.batch_size, should_stop=self._stopping.is_set
                 )
+                error_pause = 0.0
             except Exception:
                 # A database outage, say: keep the thread alive and back off.
                 log.exception("in-process catch-up of %s failed", name)
-                failed = True
-        if failed:
-            self._error_pause = min(max(1.0, self._error_pause * 2), MAX_ERROR_PAUSE_SECONDS)
-        else:
-            self._error_pause = 0.0
+                error_pause = min(max(1.0, error_pause * 2), MAX_ERROR_PAUSE_SECONDS)

@@ -29,8 +29,11 @@ def lock_projection(connection: Connection, name: str, *, idle_timeout_seconds: 
     """
     if connection.dialect.name != "postgresql":
         return
+    # One round trip for both: this runs once per batch, and batches are what lag is made of.
     connection.execute(
-        text("SELECT set_config('idle_in_transaction_session_timeout', :value, true)"),
-        {"value": f"{idle_timeout_seconds}s"},
+        text(
+            "SELECT set_config('idle_in_transaction_session_timeout', :value, true),"
+            " pg_advisory_xact_lock(:key)"
+        ),
+        {"value": f"{idle_timeout_seconds}s", "key": advisory_key(name)},
     )
-    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(name)})

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +192,29 @@ class Runner:
                     error_position=result.error_position,
                 )
 
+    def catch_up_many(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_seconds: float | None = None,
+    ) -> dict[str, BatchResult]:
+        """Catch several projections up at once, one thread each.
+
+        Projections are independent (own lock, own position), so running them side by side
+        makes each one's lag its own work rather than the sum of all of theirs. The first
+        exception (a database outage, say) is raised once all have finished.
+        """
+        chosen = list(names or self.names)
+        with ThreadPoolExecutor(max_workers=len(chosen), thread_name_prefix="catch-up") as pool:
+            futures = {
+                name: pool.submit(
+                    self.catch_up_fully, name, batch_size=batch_size, max_seconds=max_seconds
+                )
+                for name in chosen
+            }
+        return {name: future.result() for name, future in futures.items()}
+
     # ------------------------------------------------------------------ batches
 
     def _idle_result(self, name: str) -> BatchResult | None:
@@ -205,9 +229,13 @@ class Runner:
     def _lock(self, connection: Connection, name: str) -> tuple[int, int]:
         """Take the projection's lock, then read its position and active version."""
         lock_projection(connection, name, idle_timeout_seconds=self.idle_timeout_seconds)
-        # On SQLite this INSERT is the transaction's first write: it takes the write lock.
-        ensure_tracking(connection, name)
-        found = get_tracking(connection, name)
+        found = None
+        if connection.dialect.name == "postgresql":
+            found = get_tracking(connection, name)  # already tracked: no write needed
+        if found is None:
+            # On SQLite this INSERT is the transaction's first write: it takes the write lock.
+            ensure_tracking(connection, name)
+            found = get_tracking(connection, name)
         assert found is not None
         return found.position, found.version
 

@@ -43,20 +43,20 @@ def catch_up(name: str | None = None) -> dict[str, Any]:
         finally:
             client.close()
     runner = container.projections.runner
-    names = runner.names if name is None else (name,)
+    results = runner.catch_up_many(
+        runner.names if name is None else (name,),
+        batch_size=container.settings.projection_batch_size,
+        max_seconds=WORK_BUDGET_SECONDS,
+    )
     summary: dict[str, Any] = {}
     lagging = False
-    for projection in names:
-        result = runner.catch_up_fully(
-            projection,
-            batch_size=container.settings.projection_batch_size,
-            max_seconds=WORK_BUDGET_SECONDS / len(names),
-        )
+    for projection, result in results.items():
         summary[projection] = {"position": result.position, "applied": result.applied}
         if result.failed:
             summary[projection]["error"] = result.error
         elif not result.caught_up:
             lagging = True
     if lagging and container.projections.waker is not None:
+        # Out of budget with work left: hand over to a fresh task rather than hog this one.
         container.projections.waker.wake()
     return summary
