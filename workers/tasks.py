@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from typing import Any
 
+import redis
 from celery import shared_task
 
 from bookstore.wakeups import CATCH_UP_TASK, clear_wake_flag, redis_client
 from workers import runtime
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _flag_client(broker_url: str) -> redis.Redis:
+    """One client per worker process, made on first use (after the prefork fork)."""
+    return redis_client(broker_url)
+
 
 # Catch-ups hand over to a fresh task after this long, so one backlog never holds a worker
 # slot near the hard time limit.
@@ -37,11 +46,7 @@ def catch_up(name: str | None = None) -> dict[str, Any]:
     if broker_url:
         # Clear the coalescing flag before reading the head: commits from now on enqueue
         # a new task, commits before it are covered by this one.
-        client = redis_client(broker_url)
-        try:
-            clear_wake_flag(client)
-        finally:
-            client.close()
+        clear_wake_flag(_flag_client(broker_url))
     runner = container.projections.runner
     results = runner.catch_up_many(
         runner.names if name is None else (name,),
