@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from celery.signals import worker_init
 from sqlalchemy import Connection
 
 from bookstore import bootstrap
@@ -46,6 +47,10 @@ def build_test_container() -> Container:
     return container
 
 
-runtime.container_factory = build_test_container
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _use_test_projections(**_: object) -> None:
+    """Only inside the worker process: importing this module elsewhere changes nothing."""
+    runtime.container_factory = build_test_container
+
 
 __all__ = ["app"]
