@@ -1,10 +1,15 @@
-"""Run every benchmark: `python -m bench [--runs N] [--scale X]` (or `make bench`)."""
+"""Run every benchmark: `python -m bench [--runs N] [--scale X] [--only NAME ...]`.
+
+Each benchmark measures its own baseline in the same run and prints its figures beside it.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import write_model
+from bench import auth, projections, write_model
+
+BENCHES = ("write_model", "projections", "auth")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,8 +18,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply the work of every run (0.1 = quick)"
     )
+    parser.add_argument("--only", nargs="+", choices=BENCHES, default=list(BENCHES))
     args = parser.parse_args(argv)
-    write_model.main(runs=args.runs, scale=args.scale)
+    if "write_model" in args.only:
+        write_model.main(runs=args.runs, scale=args.scale)
+        print()
+    if "projections" in args.only:
+        projections.main(runs=args.runs, scale=args.scale)
+        print()
+    if "auth" in args.only:
+        auth.main([])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import secrets
 import statistics
 import tempfile
@@ -26,17 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import argon2
-import psycopg
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from bench.common import fresh_database
 from bookstore import bootstrap
 from bookstore.settings import Settings
 
-ADMIN_URL = os.environ.get(
-    "BOOKSTORE_BENCH_POSTGRES_URL",
-    os.environ.get("BOOKSTORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
 PASSWORD = "correct horse battery staple"
 
 
@@ -47,13 +42,8 @@ def database(kind: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
         return
-    name = f"bench_auth_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("bench_auth") as url:
+        yield url
 
 
 def p50_ms(*calls: Callable[[], Any], n: int, warm_up: int = 3) -> list[float]:

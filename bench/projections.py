@@ -37,6 +37,7 @@ import psycopg
 import redis
 from sqlalchemy import delete, select
 
+from bench.common import fresh_database
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
 from bookstore.settings import Settings
@@ -48,10 +49,6 @@ from write_model.book import Book
 from write_model.context import CommandContext
 from write_model.isbn import isbn13_check_digit
 
-ADMIN_URL = os.environ.get(
-    "BOOKSTORE_BENCH_POSTGRES_URL",
-    os.environ.get("BOOKSTORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
 REDIS_URL = os.environ.get("BOOKSTORE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
 EVENTS = 100_000
@@ -59,18 +56,6 @@ BATCH_SIZES = (500, 5000)
 RAW_ROWS_PER_COMMIT = 1000
 COMMANDS_PER_SECOND = 100
 REPO = Path(__file__).resolve().parent.parent
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty database for one run, dropped afterwards."""
-    name = f"bench_projections_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def settings_for(url: str, broker_url: str | None = None) -> Settings:
@@ -147,7 +132,7 @@ class Throughput:
 
 def catch_up_bench(events: int, events_per_book: int, runs: int) -> list[Throughput]:
     rng = random.Random(events_per_book)
-    with fresh_database() as url:
+    with fresh_database("bench_projections") as url:
         settings = settings_for(url)
         bootstrap.migrate(settings)
         container = bootstrap.build(settings)
@@ -333,7 +318,7 @@ def lag_bench(seconds: float) -> Lag:
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     try:
-        with fresh_database() as url:
+        with fresh_database("bench_projections") as url:
             settings = settings_for(url, broker_url=REDIS_URL)
             bootstrap.migrate(settings)
             container = bootstrap.build(settings)

@@ -9,25 +9,23 @@ Every run gets a fresh database; each measurement is run several times and the m
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
+from bench.common import ADMIN_URL, fresh_database
 from bookstore.databases import event_store_env
 from write_model.application import Bookstore
 from write_model.cart import Cart
@@ -36,27 +34,11 @@ from write_model.isbn import isbn13_check_digit
 from write_model.key_index import KeyIndex
 from write_model.user import User
 
-ADMIN_URL = os.environ.get(
-    "BOOKSTORE_BENCH_POSTGRES_URL",
-    os.environ.get("BOOKSTORE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
 THREAD_COUNTS = (1, 4)
 BASELINE_SAVES_PER_THREAD = {1: 2000, 4: 600}
 ORDERS_PER_THREAD = {1: 600, 4: 250}
 CATALOGUE_SIZE = 20
 WARM_UP = 20
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new, empty database for one run (never an existing one), dropped afterwards."""
-    name = f"bench_write_model_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass(frozen=True)
@@ -120,7 +102,7 @@ class Baseline(Application[UUID]):
 
 def baseline_run(threads: int, scale: float) -> Run:
     per_thread = max(1, int(BASELINE_SAVES_PER_THREAD[threads] * scale))
-    with fresh_database() as url:
+    with fresh_database("bench_write_model") as url:
         app = Baseline(env=event_store_env(url, create_table=True, pool_size=threads + 2))
         try:
             for _ in range(WARM_UP):
@@ -178,7 +160,7 @@ def place_order_run(threads: int, scale: float) -> Run:
     per_thread = max(1, int(ORDERS_PER_THREAD[threads] * scale))
     rng = random.Random(threads)
     ctx = CommandContext.system("bench")
-    with fresh_database() as url:
+    with fresh_database("bench_write_model") as url:
         app = CountingBookstore(event_store_env(url, create_table=True, pool_size=threads + 2))
         try:
             catalogue = [
