@@ -55,7 +55,8 @@ class Container:
     def start(self) -> None:
         """Start the process's background work (in-process projections in embedded mode).
 
-        Called by the server's lifespan and the worker; plain CLI commands do not call it.
+        Called by the server's lifespan. Celery workers and plain CLI commands do not call
+        it: with a broker there is nothing to run in the background of this process.
         """
         self.projections.start()
         if self.settings.is_embedded:

@@ -31,7 +31,6 @@ from write_model.errors import (
     InsufficientStockError,
     InvalidValueError,
     NotFoundError,
-    PermissionDeniedError,
     PreconditionFailedError,
     StockShortfall,
 )
@@ -540,12 +539,3 @@ class Bookstore(Application[UUID]):
 def event_metadata(domain_event: Any) -> dict[str, Any]:
     """The metadata a command stamped on an event ({} for events saved without one)."""
     return dict(getattr(domain_event, "metadata", None) or {})
-
-
-__all__ = [
-    "Bookstore",
-    "Created",
-    "PermissionDeniedError",
-    "PlacedOrder",
-    "event_metadata",
-]
