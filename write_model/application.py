@@ -149,6 +149,13 @@ class Bookstore(Application[UUID]):
         index.claim(owner_id)
         return index
 
+    def _move_key(self, kind: str, old: str, new: str, owner_id: UUID) -> list[KeyIndex]:
+        """Claim the new key and release the old one, to be saved with the owner."""
+        claimed = self._claim_key(kind, new, owner_id)
+        released = self._get(KeyIndex, key_id(kind, old), f"{kind} index")
+        released.release()
+        return [claimed, released]
+
     def _owner_of(self, kind: str, key: str) -> UUID | None:
         index = self._find(KeyIndex, key_id(kind, key))
         return index.owner_id if index else None
@@ -219,10 +226,7 @@ class Bookstore(Application[UUID]):
                 book.correct_stock(stock)
             indexes: list[Aggregate] = []
             if book.isbn != old_isbn:
-                indexes.append(self._claim_key(ISBN_KEY, book.isbn, book.id))
-                old_index = self._get(KeyIndex, key_id(ISBN_KEY, old_isbn), "ISBN index")
-                old_index.release()
-                indexes.append(old_index)
+                indexes.extend(self._move_key(ISBN_KEY, old_isbn, book.isbn, book.id))
             return self._save(ctx, book, *indexes)
 
         return self._retrying(attempt)
@@ -299,10 +303,7 @@ class Bookstore(Application[UUID]):
                 user.change_full_name(full_name)
             changed: list[Aggregate] = [user]
             if email is not None and user.change_email(email):
-                changed.append(self._claim_key(EMAIL_KEY, user.email, user.id))
-                old_index = self._get(KeyIndex, key_id(EMAIL_KEY, old_email), "email index")
-                old_index.release()
-                changed.append(old_index)
+                changed.extend(self._move_key(EMAIL_KEY, old_email, user.email, user.id))
             return self._save(ctx, *changed)
 
         return self._retrying(attempt)
