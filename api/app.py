@@ -46,6 +46,9 @@ def create_app(container: Container) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         swagger_ui_parameters={"persistAuthorization": False},
+        # No 307 to the slash-less path: Starlette builds its Location from the Host
+        # header (a spoofable absolute URL). `/users/me/` is a 404 problem naming the path.
+        redirect_slashes=False,
     )
     app.state.container = container
     app.state.token_codec = TokenCodec.from_settings(container.settings)

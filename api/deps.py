@@ -56,6 +56,9 @@ def current_user(
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> User:
     """The caller, checked against their current state; 401 for anything doubtful."""
+    if len(request.headers.getlist("authorization")) > 1:
+        # Which one would count? Proxies and frameworks disagree: trust neither.
+        raise ProblemError("invalid-token", "Send exactly one Authorization header", headers=BEARER)
     if not token:
         raise ProblemError(
             "authentication-required", "Send Authorization: Bearer <token>", headers=BEARER
@@ -104,7 +107,9 @@ def command_context(request: Request, actor_id: UUID | None) -> CommandContext:
 
 
 PROJECTION_WAIT_SECONDS = 5.0
-_NON_NEGATIVE_INT = re.compile(r"[0-9]{1,18}")
+# Store positions are 64-bit integers: 18 digits always fit.
+POSITION_PATTERN = r"^[0-9]{1,18}$"
+_NON_NEGATIVE_INT = re.compile(POSITION_PATTERN)
 
 
 def min_event_position(
@@ -112,26 +117,63 @@ def min_event_position(
         str | None,
         Header(
             description="Wait (at most 5 s) until the projection has processed this position.",
+            json_schema_extra={"pattern": POSITION_PATTERN},
         ),
     ] = None,
 ) -> int | None:
     """The read-your-writes position a client asked for; 422 unless a non-negative integer."""
     if x_min_event_position is None:
         return None
-    if not _NON_NEGATIVE_INT.fullmatch(x_min_event_position.strip()):
+    value = x_min_event_position.strip()
+    if not _NON_NEGATIVE_INT.fullmatch(value):
         raise RequestValidationError(
             [
                 {
                     "loc": ("header", "x-min-event-position"),
-                    "msg": "must be a non-negative integer",
+                    "msg": "must be a non-negative integer of at most 18 digits",
                     "type": "int_parsing",
                 }
             ]
         )
-    return int(x_min_event_position)
+    return int(value)
 
 
 MinEventPosition = Annotated[int | None, Depends(min_event_position)]
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length != "0")
+
+
+def require_json_body(request: Request) -> None:
+    """415 for a body that is not JSON, instead of FastAPI reading it as a string.
+
+    Without this, a form or text body reaches validation as a string and fails with
+    "Input should be a valid dictionary", which tells the client nothing useful. (A JSON
+    body that is not UTF-8 fails to parse before this runs: 400 `malformed-json`.)
+    """
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        if not _has_body(request):
+            return  # no body at all: validation names the missing fields
+        raise ProblemError(
+            "unsupported-media-type", f"Send the body as Content-Type: {JSON_MEDIA_TYPE}"
+        )
+    media_type = content_type.partition(";")[0].strip().lower()
+    is_json = media_type == JSON_MEDIA_TYPE or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+    if not is_json:
+        raise ProblemError(
+            "unsupported-media-type",
+            f"Send the body as Content-Type: {JSON_MEDIA_TYPE}, not {media_type or 'nothing'}",
+        )
+
+
+JsonBody = Depends(require_json_body)
 
 
 def caught_up_position(container: Container, projection: str, wanted: int | None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +24,8 @@ from write_model import errors as domain
 
 PROBLEM_BASE = "https://bookstore.example/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+# FastAPI's detail when a JSON body cannot be decoded at all (not UTF-8, nested too deep).
+BODY_PARSE_FAILURE = "There was an error parsing the body"
 
 
 @dataclass(frozen=True)
@@ -183,13 +185,26 @@ def clean_validation_errors(raw: Iterable[Mapping[str, Any]]) -> list[dict[str, 
     ]
 
 
-def allowed_methods(request: Request) -> str:
-    """Every method any route of this path answers: Starlette names only the first route's."""
+def _route_methods(request: Request, path: str) -> set[str]:
     methods: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.fullmatch(request.url.path):
+        if regex is not None and regex.fullmatch(path):
             methods.update(route.methods or ())
+    return methods
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method any route of this path answers: Starlette names only the first route's.
+
+    `HEAD` wherever `GET` is (the request-id middleware answers it), and `OPTIONS`.
+    """
+    methods = _route_methods(request, request.url.path)
+    if not methods:
+        return ""
+    if "GET" in methods:
+        methods.add("HEAD")
+    methods.add("OPTIONS")
     return ", ".join(sorted(methods))
 
 
@@ -212,17 +227,28 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-async def _on_http_exception(request: Request, exc: Exception) -> ProblemResponse:
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     phrase = _phrase(status)
     kind = _BY_STATUS.get(status) or Kind(f"http-{status}", status, phrase)
     headers = dict(exc.headers or {})
     detail = exc.detail if exc.detail and exc.detail != phrase else None
+    if status == 400 and detail == BODY_PARSE_FAILURE:
+        # FastAPI's answer to a JSON body it could not decode: not UTF-8, or nested
+        # too deeply to parse. For the client it is one thing: not the JSON we take.
+        kind = KINDS["malformed-json"]
+        detail = "The body is not valid JSON (UTF-8 encoded)"
     if status == 404 and detail is None:
         detail = f"No resource at {request.url.path}"
+        path = request.url.path
+        if path != "/" and path.endswith("/") and _route_methods(request, path.rstrip("/")):
+            detail += f"; did you mean {path.rstrip('/')} (without the trailing slash)?"
     if status == 405:
         headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        if request.method == "OPTIONS":
+            # OPTIONS on a path that exists: which methods it takes, and nothing else.
+            return Response(status_code=204, headers=headers)
         detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
     return problem_response(request, kind, detail, headers=headers)
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from api.deps import BEARER, ContainerDep, TokenCodecDep, command_context
+from api.deps import BEARER, ContainerDep, JsonBody, TokenCodecDep, command_context
 from api.problems import ProblemError, problem_responses
 from api.schemas.auth import (
     Accepted,
@@ -65,7 +65,8 @@ async def login_credentials(request: Request) -> LoginRequest:
         )
     try:
         data: Any = json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nested too deeply to parse (e.g. 100,000 "[").
         raise ProblemError("malformed-json", "The body is not valid JSON") from None
     try:
         return LoginRequest.model_validate(data)
@@ -86,13 +87,19 @@ def _throttle_keys(request: Request, email: str) -> list[str]:
 
 @router.post(
     "/register",
+    dependencies=[JsonBody],
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     summary="Register a customer account",
     responses={
         201: {"headers": EVENT_POSITION},
         **problem_responses(
-            {400: "Malformed JSON", 409: "Email already registered", 422: "Invalid body"}
+            {
+                400: "Malformed JSON",
+                409: "Email already registered",
+                415: "Not a JSON body",
+                422: "Invalid body",
+            }
         ),
     },
 )
@@ -173,12 +180,14 @@ def login(
 
 @router.post(
     "/refresh",
+    dependencies=[JsonBody],
     response_model=TokenResponse,
     summary="Trade a refresh token for a new pair (each refresh token works once)",
     responses=problem_responses(
         {
             400: "Malformed JSON",
             401: "Invalid, expired or reused refresh token (a reuse ends its whole family)",
+            415: "Not a JSON body",
             422: "Invalid body",
         }
     ),
@@ -223,10 +232,13 @@ def _send_reset_mail(container: Container, email: str) -> None:
 
 @router.post(
     "/password-reset",
+    dependencies=[JsonBody],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     summary="Ask for a password-reset mail (202 whether or not the email is registered)",
-    responses=problem_responses({400: "Malformed JSON", 422: "Invalid body"}),
+    responses=problem_responses(
+        {400: "Malformed JSON", 415: "Not a JSON body", 422: "Invalid body"}
+    ),
 )
 def request_password_reset(body: PasswordResetRequest, container: ContainerDep) -> Accepted:
     _send_reset_mail(container, str(body.email))
@@ -235,13 +247,18 @@ def request_password_reset(body: PasswordResetRequest, container: ContainerDep) 
 
 @router.post(
     "/password-reset/confirm",
+    dependencies=[JsonBody],
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Set a new password with a reset token; ends every session of the user",
     responses={
         204: {"headers": EVENT_POSITION},
         **problem_responses(
-            {400: "Invalid, used or expired token, or malformed JSON", 422: "Invalid body"}
+            {
+                400: "Invalid, used or expired token, or malformed JSON",
+                415: "Not a JSON body",
+                422: "Invalid body",
+            }
         ),
     },
 )

@@ -16,12 +16,21 @@ from api.deps import (
     AdminUser,
     ContainerDep,
     CurrentUser,
+    JsonBody,
     MinEventPosition,
     caught_up_position,
     command_context,
 )
 from api.problems import ProblemError, problem_responses
-from api.schemas.users import ActiveChange, RoleChange, UserPage, UserPublic, UserUpdateMe
+from api.schemas.users import (
+    MAX_OFFSET,
+    NO_CONTROL_CHARACTERS,
+    ActiveChange,
+    RoleChange,
+    UserPage,
+    UserPublic,
+    UserUpdateMe,
+)
 from read_model.users import list_users
 from write_model.errors import ConcurrencyError, ConflictError, DuplicateKeyError
 from write_model.values import Role, normalise_email
@@ -61,10 +70,13 @@ def list_all_users(
     container: ContainerDep,
     wanted: MinEventPosition,
     role: Role | None = None,
-    q: Annotated[str | None, Query(max_length=320, description="Email substring")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=320, pattern=NO_CONTROL_CHARACTERS, description="Email substring"),
+    ] = None,
     is_active: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> UserPage:
     del admin  # checked by the dependency
     position = caught_up_position(container, USER_DIRECTORY, wanted)
@@ -98,6 +110,7 @@ def read_me(user: CurrentUser) -> UserPublic:
 
 @router.put(
     "/me",
+    dependencies=[JsonBody],
     response_model=UserPublic,
     summary="Change your name, email or password (the last two need current_password)",
     description=("A new password ends every session, this one included: log in again afterwards."),
@@ -107,6 +120,7 @@ def read_me(user: CurrentUser) -> UserPublic:
             {
                 **AUTH_ERRORS,
                 400: "Malformed JSON",
+                415: "Not a JSON body",
                 403: "current_password is wrong",
                 409: "Email already registered",
                 422: "Invalid body, or current_password missing for an email or password change",
@@ -160,6 +174,7 @@ def update_me(
 
 @router.put(
     "/{user_id}/role",
+    dependencies=[JsonBody],
     response_model=UserPublic,
     summary="Change a user's role (admin)",
     responses={
@@ -168,6 +183,7 @@ def update_me(
             {
                 **ADMIN_ERRORS,
                 400: "Malformed JSON",
+                415: "Not a JSON body",
                 404: "No such user",
                 409: "This would leave no admin",
                 422: "Invalid id or body",
@@ -197,6 +213,7 @@ def change_role(
 
 @router.put(
     "/{user_id}/active",
+    dependencies=[JsonBody],
     response_model=UserPublic,
     summary="Deactivate or reactivate a user (admin); deactivation ends their sessions",
     responses={
@@ -205,6 +222,7 @@ def change_role(
             {
                 **ADMIN_ERRORS,
                 400: "Malformed JSON",
+                415: "Not a JSON body",
                 404: "No such user",
                 409: "This would leave no active admin",
                 422: "Invalid id or body",

@@ -6,20 +6,21 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from api.schemas.users import PASSWORD_MAX, PASSWORD_MIN
+from api.schemas.users import PASSWORD_MAX, PASSWORD_MIN, OneLineText
 
 
 class LoginRequest(BaseModel):
-    """JSON login. Any string is taken as the email: a malformed one is just unknown (401)."""
+    """JSON login. Any one-line string is taken as the email: a malformed one is just unknown
+    (401); one with control characters (NUL, which no database text column takes) is 422."""
 
-    email: str = Field(min_length=1, max_length=320)
+    email: OneLineText = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
 class LoginForm(BaseModel):
     """The OAuth2 password-flow form (what the docs' Authorize button posts)."""
 
-    username: str = Field(min_length=1, max_length=320, description="Your email.")
+    username: OneLineText = Field(min_length=1, max_length=320, description="Your email.")
     password: str = Field(min_length=1, max_length=PASSWORD_MAX)
     grant_type: Literal["password"] | None = None
     scope: str = ""

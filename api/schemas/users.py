@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from write_model.user import FULL_NAME_MAX, User
 from write_model.values import Role
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
+# Any page beyond this is empty anyway; the cap keeps OFFSET within every database's range.
+MAX_OFFSET = 2**31 - 1
+# Names and search strings are one line of text: no NUL (PostgreSQL refuses it in text),
+# no other C0 control character, no DEL.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_characters(value: str) -> str:
+    if _CONTROL.search(value):
+        msg = "must not contain control characters (such as NUL, tab or newline)"
+        raise ValueError(msg)
+    return value
+
+
+# A validator (for a clear message) plus the pattern (so the OpenAPI schema says it too).
+OneLineText = Annotated[
+    str,
+    AfterValidator(_no_control_characters),
+    Field(json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}),
+]
 
 
 class UserPublic(BaseModel):
@@ -44,14 +66,14 @@ class UserRegister(BaseModel):
 
     email: EmailStr
     password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
-    full_name: str = Field(default="", max_length=FULL_NAME_MAX)
+    full_name: OneLineText = Field(default="", max_length=FULL_NAME_MAX)
 
 
 class UserUpdateMe(BaseModel):
     """Any subset; a new email or password needs the current password."""
 
     email: EmailStr | None = None
-    full_name: str | None = Field(default=None, max_length=FULL_NAME_MAX)
+    full_name: OneLineText | None = Field(default=None, max_length=FULL_NAME_MAX)
     new_password: str | None = Field(default=None, min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
     current_password: str | None = Field(default=None, max_length=PASSWORD_MAX)
 

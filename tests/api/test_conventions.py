@@ -47,7 +47,8 @@ def test_an_unknown_route_is_a_404_problem(client: TestClient) -> None:
 def test_a_wrong_method_is_a_405_problem_with_every_allowed_method(client: TestClient) -> None:
     response = client.delete("/users/me")
     assert_problem(response, 405, "method-not-allowed")
-    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "PUT"}
+    allowed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert allowed == {"GET", "HEAD", "OPTIONS", "PUT"}
 
 
 def test_a_body_that_is_not_json_is_a_400_problem(client: TestClient) -> None:
