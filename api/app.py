@@ -19,6 +19,12 @@ DESCRIPTION = """An event-sourced, CQRS bookstore.
 Errors are RFC 9457 problem details (`application/problem+json`). Authenticate with
 **Authorize**: your email as *username* and your password (the OAuth2 password flow on
 `/auth/login`); the access token lasts 15 minutes, `/auth/refresh` renews it.
+
+Request bodies are UTF-8 JSON (`Content-Type: application/json`; `/auth/login` also takes
+the OAuth2 form): another media type is `415`, a body that does not parse is `400`
+`malformed-json`, a body over 1 MiB is `413`. Names and searches take no control
+characters. `HEAD` works wherever `GET` does, `OPTIONS` answers `204` with `Allow`, and a
+path with a trailing slash is a `404` (no redirect). Send one `Authorization` header.
 """
 
 TAGS = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,17 @@ _STANDARD_ATTRS = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()
     | {"message", "asctime", "correlation_id", "color_message", "taskName"}
 )
+
+
+# SQLAlchemy puts a failed statement's bound values into the exception text; they can hold
+# a password hash or a token digest. Logged tracebacks keep the SQL but not the values.
+_SQL_PARAMETERS = re.compile(r"^\[parameters: .*\]$", re.MULTILINE)
+HIDDEN_PARAMETERS = "[parameters: hidden]"
+
+
+def redact(text: str) -> str:
+    """`text` without the bound SQL parameters an exception message may carry."""
+    return _SQL_PARAMETERS.sub(HIDDEN_PARAMETERS, text) if "[parameters: " in text else text
 
 
 class CorrelationIdFilter(logging.Filter):
@@ -42,15 +54,22 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
             "correlation_id": getattr(record, "correlation_id", None) or "-",
         }
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """The plain text format, with bound SQL parameters hidden like in JSON."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
@@ -64,7 +83,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
     formatter: dict[str, Any] = (
         {"()": "bookstore.logging_setup.JsonFormatter"}
         if settings.log_format == "json"
-        else {"format": TEXT_FORMAT}
+        else {"()": "bookstore.logging_setup.TextFormatter", "fmt": TEXT_FORMAT}
     )
     handler = {
         "class": "logging.StreamHandler",

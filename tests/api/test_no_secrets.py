@@ -8,14 +8,23 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
 from bookstore.bootstrap import Container
 from bookstore.credential_store import credentials
-from bookstore.logging_setup import CorrelationIdFilter, JsonFormatter
+from bookstore.logging_setup import (
+    HIDDEN_PARAMETERS,
+    TEXT_FORMAT,
+    CorrelationIdFilter,
+    JsonFormatter,
+    TextFormatter,
+    logging_config,
+)
 from tests.api.test_password_reset import reset_token_for
+from tests.conftest import make_settings
 
 FIRST = "first-Pa55word-xyz"
 SECOND = "second-Pa55word-xyz"
@@ -107,3 +116,39 @@ def test_no_secret_leaves_through_responses_logs_or_events(
         for text in texts:
             for secret in secrets:
                 assert secret not in text, f"a secret is in a {where}: {text[:300]}"
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_a_logged_database_error_keeps_the_sql_but_hides_the_values(log_format: str) -> None:
+    """A failed statement's exception text holds its bound values (a hash, a token digest):
+    a 500's traceback in the log must not."""
+    config = logging_config(make_settings("sqlite://", log_format=log_format))
+    factory = config["formatters"]["default"]["()"]
+    formatter: logging.Formatter = (
+        JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT)
+    )
+    assert factory == f"bookstore.logging_setup.{type(formatter).__name__}"
+
+    secret_hash = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$secret-digest"
+    engine = sa.create_engine("sqlite://")
+    insert = sa.text("INSERT INTO hashes VALUES (:value)")
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE hashes (value TEXT PRIMARY KEY)"))
+        connection.execute(insert, {"value": secret_hash})
+    handler = LineCollector()
+    handler.setFormatter(formatter)
+    log = logging.getLogger("test.redaction")
+    log.addHandler(handler)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert, {"value": secret_hash})
+    except sa.exc.IntegrityError as error:
+        log.exception("unhandled error")
+        log.error("failed: %s", error)
+    finally:
+        log.removeHandler(handler)
+    text = "\n".join(handler.lines)
+    assert len(handler.lines) == 2
+    assert "INSERT INTO hashes" in text
+    assert HIDDEN_PARAMETERS in text
+    assert "secret-digest" not in text
