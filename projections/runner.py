@@ -1,11 +1,13 @@
 """The runner: catch a projection up with the event store, one transaction per batch.
 
-`catch_up(name, batch_size)` does one read-database transaction:
+`catch_up(name, batch_size)` does one batch:
 
-1. takes the projection's lock (`pg_advisory_xact_lock` on PostgreSQL);
-2. reads the events after the tracked position, in store order, filtered by topic, up to
-   the head observed before the read;
-3. applies them (set-based, see `rows.py`);
+1. reads the events after the tracked position, in store order, filtered by topic, up to
+   the head observed before the read (no lock is held while the store is read);
+2. in one read-database transaction, takes the projection's lock (`pg_advisory_xact_lock`
+   on PostgreSQL, the write lock on SQLite) and checks that the tracked position is still
+   the one it read from (else another runner got there first: it reads again);
+3. applies the events (set-based, see `rows.py`);
 4. advances the tracking position (and NOTIFYs it on PostgreSQL).
 
 A crash anywhere rolls all of it back, so the batch is repeated from the old position:
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_SIZE = 500
 POSITIONS_CHANNEL = "bookstore_projection_positions"
 ERROR_MAX_CHARS = 2000
+# How often a batch re-reads the store when another runner moved the position first.
+MAX_RACES = 3
 
 PositionListener = Callable[[str, int], None]
 
@@ -149,11 +153,11 @@ class Runner:
         if batch_size < 1:
             msg = "batch_size must be at least 1"
             raise ValueError(msg)
-        idle = self._idle_result(name)
+        start, idle = self._idle_result(name)
         if idle is not None:
             return idle
         try:
-            result = self._batch(projection, batch_size)
+            result = self._batch(projection, batch_size, start)
         except _EventFailedError as failure:
             result = self._stop_at(projection, failure)
         except _BatchWriteError as failure:
@@ -217,14 +221,18 @@ class Runner:
 
     # ------------------------------------------------------------------ batches
 
-    def _idle_result(self, name: str) -> BatchResult | None:
-        """Nothing to do (checked without the lock, so idle wake-ups take no write lock)."""
-        head = self.head()
+    def _idle_result(self, name: str) -> tuple[int, BatchResult | None]:
+        """The tracked position, and a result when there is nothing to do.
+
+        Checked without the lock, so idle wake-ups take no write lock.
+        """
         with self.engine.connect() as connection:
             found = get_tracking(connection, name)
-        if found is not None and found.state == STATE_OK and found.position >= head:
-            return BatchResult(name, found.position, found.position, head, 0)
-        return None
+        head = self.head()
+        position = found.position if found is not None else 0
+        if found is not None and found.state == STATE_OK and position >= head:
+            return position, BatchResult(name, position, position, head, 0)
+        return position, None
 
     def _lock(self, connection: Connection, name: str) -> tuple[int, int]:
         """Take the projection's lock, then read its position and active version."""
@@ -258,31 +266,66 @@ class Runner:
             decoded.append(Positioned(notification.id, notification.topic, event))
         return decoded
 
-    def _batch(self, projection: Projection, limit: int) -> BatchResult:
+    def _tracked_position(self, name: str) -> int:
+        """The projection's committed position, read without its lock (0 if untracked)."""
+        with self.engine.connect() as connection:
+            found = get_tracking(connection, name)
+        return found.position if found is not None else 0
+
+    def _batch(self, projection: Projection, limit: int, start: int | None = None) -> BatchResult:
+        """Read the events after `start`, then apply them under the lock if still there.
+
+        The event store is read *before* the read-database transaction begins, never while
+        holding its lock: in embedded mode both are one SQLite file, and the store's
+        writers hold its connection pool's writer slot while they wait for the file's
+        write lock, so a runner asking that pool for a connection while holding the file's
+        write lock deadlocks with them (until timeouts fail commands and batches alike).
+        Taking the lock afterwards and checking that the tracked position is still `start`
+        keeps every event counted exactly once, however many runners race.
+        """
         name = projection.name
-        with self.engine.begin() as connection:
-            start, version = self._lock(connection, name)
+        if start is None:
+            start = self._tracked_position(name)
+        head = start
+        for _ in range(MAX_RACES):
             head = self.head()
             if head <= start:
                 return BatchResult(name, start, start, head, 0)
             notifications = self._read(projection, start, head, limit)
             end = head if len(notifications) < limit else notifications[-1].id
             events = self._decode(start, notifications)
-            try:
-                projection.apply(connection, events)
-            except HandlerError as error:
-                raise _EventFailedError(
-                    start, error.position, error.cause, events[: error.index]
-                ) from error
-            except DBAPIError as error:
-                if not _is_data_error(error):
-                    raise
-                if len(events) == 1:
-                    raise _EventFailedError(start, events[0].position, error, []) from error
-                raise _BatchWriteError(start, end, len(events), error) from error
-            advance(connection, name, version, end)
-            self._notify(connection, name, end)
-        return BatchResult(name, start, end, head, len(events))
+            with self.engine.begin() as connection:
+                locked_start, version = self._lock(connection, name)
+                if locked_start == start:
+                    self._apply(projection, connection, events, start, end)
+                    advance(connection, name, version, end)
+                    self._notify(connection, name, end)
+            if locked_start == start:
+                return BatchResult(name, start, end, head, len(events))
+            # Another runner applied a batch meanwhile: read again from where it stopped.
+            start = locked_start
+        return BatchResult(name, start, start, head, 0)
+
+    @staticmethod
+    def _apply(
+        projection: Projection,
+        connection: Connection,
+        events: Sequence[Positioned],
+        start: int,
+        end: int,
+    ) -> None:
+        try:
+            projection.apply(connection, events)
+        except HandlerError as error:
+            raise _EventFailedError(
+                start, error.position, error.cause, events[: error.index]
+            ) from error
+        except DBAPIError as error:
+            if not _is_data_error(error):
+                raise
+            if len(events) == 1:
+                raise _EventFailedError(start, events[0].position, error, []) from error
+            raise _BatchWriteError(start, end, len(events), error) from error
 
     def _stop_at(self, projection: Projection, failure: _EventFailedError) -> BatchResult:
         """Apply the events before the failed one, stop just before it, record the error."""
@@ -292,20 +335,19 @@ class Runner:
         try:
             with self.engine.begin() as connection:
                 start, version = self._lock(connection, name)
-                if start != failure.start:
-                    # Another runner moved on meanwhile: its outcome stands.
-                    return BatchResult(name, start, start, self.head(), 0)
-                previous = get_tracking(connection, name, version)
-                projection.apply(connection, failure.before)
-                record_failure(
-                    connection,
-                    name,
-                    version,
-                    position=stop,
-                    error_position=failure.position,
-                    error=error,
-                )
-                self._notify(connection, name, stop)
+                moved = start != failure.start
+                if not moved:
+                    previous = get_tracking(connection, name, version)
+                    projection.apply(connection, failure.before)
+                    record_failure(
+                        connection,
+                        name,
+                        version,
+                        position=stop,
+                        error_position=failure.position,
+                        error=error,
+                    )
+                    self._notify(connection, name, stop)
         except (HandlerError, DBAPIError) as again:
             if isinstance(again, DBAPIError) and not _is_data_error(again):
                 raise
@@ -314,6 +356,10 @@ class Runner:
                 projection,
                 _BatchWriteError(failure.start, failure.position, len(failure.before) + 1, again),
             )
+        if moved:
+            # Another runner moved on meanwhile: its outcome stands. (The store is read
+            # only now, with the read database's lock released.)
+            return BatchResult(name, start, start, self.head(), 0)
         repeated = (
             previous is not None
             and previous.state == STATE_FAILED
