@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -152,8 +153,11 @@ def login(
     container: ContainerDep,
     codec: TokenCodecDep,
 ) -> TokenResponse:
+    # Registration stores the NFC form (the email validator normalises it): a client
+    # sending "jo\u0308rg@..." (NFD, as some keyboards do) means the same address.
+    email = unicodedata.normalize("NFC", credentials.email)
     throttle = container.auth.throttle
-    keys = _throttle_keys(request, credentials.email)
+    keys = _throttle_keys(request, email)
     retry_after = throttle.retry_after(keys)
     if retry_after is not None:
         raise ProblemError(
@@ -162,7 +166,7 @@ def login(
             headers={"Retry-After": str(retry_after)},
         )
     app = container.write_app
-    user = app.find_user_by_email(credentials.email)
+    user = app.find_user_by_email(email)
     stored = app.password_hash_of(user.id) if user is not None else None
     # With no user, `verify` checks a dummy hash: both failures take the same time.
     verified = container.hasher.verify(credentials.password, stored)
@@ -217,17 +221,27 @@ If you did not ask for this, ignore this mail: your password stays as it is.
 
 
 def _send_reset_mail(container: Container, email: str) -> None:
-    user = container.write_app.find_user_by_email(email)
-    if user is None or not user.is_active:
-        return
-    ttl = timedelta(seconds=container.settings.password_reset_ttl_seconds)
-    token = container.auth.reset_tokens.issue(user.id, ttl=ttl)
-    container.auth.outbox.enqueue(
-        recipient=user.email,
-        subject=RESET_SUBJECT,
-        body=RESET_BODY.format(token=token, minutes=int(ttl.total_seconds() // 60)),
-    )
-    container.wake_mail()
+    """Issue a token and queue its mail, if `email` is an active user's; after the 202.
+
+    Run as a background task, once the answer is out: issuing and queueing take a few
+    writes, and a request that waited for them would answer measurably later for a
+    registered email than for an unknown one, telling an attacker which emails exist.
+    """
+    try:
+        user = container.write_app.find_user_by_email(email)
+        if user is None or not user.is_active:
+            return
+        ttl = timedelta(seconds=container.settings.password_reset_ttl_seconds)
+        token = container.auth.reset_tokens.issue(user.id, ttl=ttl)
+        container.auth.outbox.enqueue(
+            recipient=user.email,
+            subject=RESET_SUBJECT,
+            body=RESET_BODY.format(token=token, minutes=int(ttl.total_seconds() // 60)),
+        )
+        container.wake_mail()
+    except Exception:
+        # The client has its 202 already; the log (with the correlation id) has the rest.
+        log.exception("password reset: the reset mail could not be queued")
 
 
 @router.post(
@@ -240,8 +254,10 @@ def _send_reset_mail(container: Container, email: str) -> None:
         {400: "Malformed JSON", 415: "Not a JSON body", 422: "Invalid body"}
     ),
 )
-def request_password_reset(body: PasswordResetRequest, container: ContainerDep) -> Accepted:
-    _send_reset_mail(container, str(body.email))
+def request_password_reset(
+    body: PasswordResetRequest, background: BackgroundTasks, container: ContainerDep
+) -> Accepted:
+    background.add_task(_send_reset_mail, container, str(body.email))
     return Accepted(detail="If this email is registered, a reset token is on its way.")
 
 

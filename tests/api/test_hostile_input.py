@@ -3,14 +3,22 @@ clear problem (never a 500), and a refused command changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import json
+import unicodedata
+import uuid
+from collections.abc import Iterator, MutableMapping
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.middleware import DEFAULT_MAX_BODY_BYTES
 from bookstore.bootstrap import Container
 from tests.api.conftest import PASSWORD, assert_problem, login, new_account, unique_email
+from tests.api.test_password_reset import reset_token_for
 
 JSON = {"Content-Type": "application/json"}
 
@@ -106,14 +114,15 @@ def test_a_body_declared_larger_than_the_limit_is_a_413_and_nothing_happens(
     assert container.write_app.find_user_by_email(email) is None
 
 
-def test_a_streamed_body_is_cut_off_at_the_limit_with_a_413(client: TestClient) -> None:
+@pytest.mark.parametrize("path", ["/auth/login", "/auth/register"])
+def test_a_streamed_body_is_cut_off_at_the_limit_with_a_413(client: TestClient, path: str) -> None:
     def chunks() -> Iterator[bytes]:
         yield b'{"email": "big@example.com", "password": "long enough", "full_name": "'
         for _ in range(DEFAULT_MAX_BODY_BYTES // 65536 + 2):
             yield b"x" * 65536
         yield b'"}'
 
-    response = client.post("/auth/login", content=chunks(), headers=JSON)
+    response = client.post(path, content=chunks(), headers=JSON)
     assert_problem(response, 413, "payload-too-large")
 
 
@@ -307,3 +316,75 @@ def test_a_refused_account_change_changes_nothing_at_all(
     assert_problem(refused, 401, "invalid-credentials")
     refreshed = client.post("/auth/refresh", json={"refresh_token": account.refresh_token})
     assert refreshed.status_code == 200  # the session was not ended either
+
+
+# ---------------------------------------------------------------- email normal forms, timing
+
+
+def test_login_takes_the_email_in_either_unicode_normal_form(client: TestClient) -> None:
+    composed = f"j\u00f6rg.{uuid.uuid4().hex[:8]}@b\u00fccher.example"
+    response = client.post("/auth/register", json={"email": composed, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    decomposed = unicodedata.normalize("NFD", composed).upper()
+    assert decomposed != composed.upper()
+    login(client, decomposed)
+
+
+def test_a_reset_request_is_answered_before_any_reset_work_is_done(
+    client: TestClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 202 must not wait for the token and the mail: the extra writes for a known email
+    made its answer measurably slower than an unknown one's (an existence oracle)."""
+    account = new_account(client, container)
+    order: list[str] = []
+    issue = container.auth.reset_tokens.issue
+
+    def recording_issue(user_id: uuid.UUID, *, ttl: timedelta) -> str:
+        order.append("token issued")
+        return issue(user_id, ttl=ttl)
+
+    monkeypatch.setattr(container.auth.reset_tokens, "issue", recording_issue)
+    app = create_app(container)  # called directly: it sees when the answer went out
+    body = json.dumps({"email": account.email}).encode()
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/auth/password-reset",
+        "raw_path": b"/auth/password-reset",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("test", 80),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            order.append("answered")
+
+    asyncio.run(app(scope, receive, send))
+    assert statuses == [202]
+    assert order == ["answered", "token issued"]
+    assert reset_token_for(container, account.email)
+
+
+def test_a_failing_reset_mail_still_answers_202(
+    client: TestClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = new_account(client, container)
+
+    def broken(*_: object, **__: object) -> str:
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(container.auth.reset_tokens, "issue", broken)
+    response = client.post("/auth/password-reset", json={"email": account.email})
+    assert response.status_code == 202
