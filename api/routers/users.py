@@ -152,6 +152,9 @@ def update_me(
             )
         if not container.hasher.verify(body.current_password, app.password_hash_of(user.id)):
             raise ProblemError("wrong-current-password", "current_password is wrong")
+    # Everything that can fail without the database goes first (hashing is slow and may
+    # run out of memory): a request refused after its first write would be half done.
+    new_hash = container.hasher.hash(body.new_password) if body.new_password else None
     context = command_context(request, user.id)
     position: int | None = None
     if body.full_name is not None or changes_email:
@@ -164,8 +167,8 @@ def update_me(
             )
         except DuplicateKeyError:
             raise ProblemError("email-taken", "This email is already registered") from None
-    if body.new_password is not None:
-        position = app.change_password(context, user.id, container.hasher.hash(body.new_password))
+    if new_hash is not None:
+        position = app.change_password(context, user.id, new_hash)
         container.auth.refresh_tokens.revoke_user(user.id)
     if position is not None:
         response.headers["X-Event-Position"] = str(position)

@@ -388,3 +388,27 @@ def test_a_failing_reset_mail_still_answers_202(
     monkeypatch.setattr(container.auth.reset_tokens, "issue", broken)
     response = client.post("/auth/password-reset", json={"email": account.email})
     assert response.status_code == 202
+
+
+def test_an_account_change_that_fails_before_any_write_leaves_the_name_alone(
+    client: TestClient, container: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Name and password in one request, and hashing the new password fails: the name
+    must not have changed on its own (the hash is now made before the first write)."""
+    account = new_account(client, container)
+
+    def out_of_memory(_: str) -> str:
+        raise MemoryError
+
+    monkeypatch.setattr(container.hasher, "hash", out_of_memory)
+    response = client.put(
+        "/users/me",
+        json={
+            "full_name": "Half Done",
+            "new_password": "another long password",
+            "current_password": PASSWORD,
+        },
+        headers=account.headers,
+    )
+    assert_problem(response, 500, "internal-error")
+    assert client.get("/users/me", headers=account.headers).json()["full_name"] == "Test User"
