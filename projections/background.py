@@ -68,18 +68,28 @@ class BackgroundRunner:
 
     def _run(self, name: str) -> None:
         wake = self._wakes[name]
-        error_pause = 0.0
+        pause = 0.0
         while not self._stopping.is_set():
-            wake.wait(self.backstop_seconds + error_pause)
+            if pause:
+                # Backing off (a poison event, a database outage): commits must not cut the
+                # pause short, or every commit would retry the failure and log it again.
+                self._stopping.wait(pause)
+            wake.wait(self.backstop_seconds)
             wake.clear()
             if self._stopping.is_set():
                 break
             try:
-                self.runner.catch_up_fully(
+                result = self.runner.catch_up_fully(
                     name, batch_size=self.batch_size, should_stop=self._stopping.is_set
                 )
-                error_pause = 0.0
             except Exception:
                 # A database outage, say: keep the thread alive and back off.
                 log.exception("in-process catch-up of %s failed", name)
-                error_pause = min(max(1.0, error_pause * 2), MAX_ERROR_PAUSE_SECONDS)
+                pause = _longer(pause)
+                continue
+            # Stopped at a poison event: it is retried, but not on every commit.
+            pause = _longer(pause) if result.failed else 0.0
+
+
+def _longer(pause: float) -> float:
+    return min(max(1.0, pause * 2), MAX_ERROR_PAUSE_SECONDS)

@@ -115,7 +115,9 @@ def test_concurrent_commands_and_the_embedded_runner_share_one_sqlite_file(
 
     assert errors == []
     assert slowest[0] < 3.0
-    assert container.wait_for_position("user_directory", app.head(), timeout=10)
+    head = app.head()
+    for name in container.projections.runner.names:
+        assert container.wait_for_position(name, head, timeout=10)
     with container.read_engine.connect() as connection:
         users = connection.execute(select(func.count()).select_from(user_directory)).scalar_one()
     assert users == 6 * 15
