@@ -43,7 +43,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """A SQLAlchemy engine; SQLite gets WAL and a busy timeout so readers never block."""
     ensure_sqlite_folder(url)
     if is_sqlite(url):
-        engine = create_engine(sqlalchemy_url(url), connect_args={"timeout": 30})
+        engine = create_engine(
+            sqlalchemy_url(url), connect_args={"timeout": 30}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -53,8 +55,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cursor.close()
 
         return engine
+    # hide_parameters: bound values (hashes, token digests) never reach an error message.
     return create_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 

@@ -8,8 +8,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev-insecure-secret"})
-DEV_SECRET = "dev-insecure-secret"  # noqa: S105 (refused outside development)
+# Long enough for HS256 (no key-length warning), and refused outside development.
+DEV_SECRET = "dev-insecure-secret-refused-outside-development"  # noqa: S105
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", DEV_SECRET})
 
 
 class Settings(BaseSettings):

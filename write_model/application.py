@@ -275,16 +275,29 @@ class Bookstore(Application[UUID]):
         def attempt() -> Created:
             user = User.register(email=email, full_name=full_name)
             index = self._claim_key(EMAIL_KEY, user.email, user.id)
-            # The hash is written first, under the new (still unknown) user id: if the
-            # save then loses, the orphan row names nobody and is removed.
-            self.credentials.set_password_hash(user.id, password_hash)
-            try:
-                return Created(user.id, self._save(ctx, user, index))
-            except BaseException:
-                self.credentials.delete(user.id)
-                raise
+            position = self._saving_with_hash(user.id, password_hash, ctx, user, index)
+            return Created(user.id, position)
 
         return self._retrying(attempt)
+
+    def _saving_with_hash(
+        self, user_id: UUID, password_hash: str, ctx: CommandContext, *aggregates: Aggregate
+    ) -> int:
+        """Save with a new password hash in place, or leave the old hash if the save fails.
+
+        The hash table and the log are two stores: the hash goes first, so that no event
+        ever announces a password that is not there yet, and is put back if the save loses.
+        """
+        previous = self.credentials.get_password_hash(user_id)
+        self.credentials.set_password_hash(user_id, password_hash)
+        try:
+            return self._save(ctx, *aggregates)
+        except BaseException:
+            if previous is None:
+                self.credentials.delete(user_id)
+            else:
+                self.credentials.set_password_hash(user_id, previous)
+            raise
 
     def change_user_profile(
         self,
@@ -293,8 +306,12 @@ class Bookstore(Application[UUID]):
         *,
         full_name: str | None = None,
         email: str | None = None,
+        password_hash: str | None = None,
     ) -> int:
-        """Change the name and/or email (the caller has checked the current password)."""
+        """Change name, email and/or password in one atomic step.
+
+        The caller has checked the current password. A new password ends every session.
+        """
 
         def attempt() -> int:
             user = self.get_user(user_id)
@@ -304,20 +321,16 @@ class Bookstore(Application[UUID]):
             changed: list[Aggregate] = [user]
             if email is not None and user.change_email(email):
                 changed.extend(self._move_key(EMAIL_KEY, old_email, user.email, user.id))
-            return self._save(ctx, *changed)
+            if password_hash is None:
+                return self._save(ctx, *changed)
+            user.record_password_change()
+            return self._saving_with_hash(user_id, password_hash, ctx, *changed)
 
         return self._retrying(attempt)
 
     def change_password(self, ctx: CommandContext, user_id: UUID, password_hash: str) -> int:
         """Store the new hash and record (without it) that the password changed."""
-
-        def attempt() -> int:
-            user = self.get_user(user_id)
-            user.record_password_change()
-            self.credentials.set_password_hash(user_id, password_hash)
-            return self._save(ctx, user)
-
-        return self._retrying(attempt)
+        return self.change_user_profile(ctx, user_id, password_hash=password_hash)
 
     def rehash_password(self, user_id: UUID, password_hash: str) -> None:
         """Replace a hash by a stronger one of the same password; no event, no session ends."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
@@ -74,8 +75,11 @@ def validate_quantity(value: int, field: str = "quantity") -> int:
 
 
 def normalise_email(value: str) -> str:
-    """Emails are keyed lower-cased; full syntax checks belong to the API's validator."""
-    email = value.strip().lower()
+    """Emails are keyed NFC-normalised and lower-cased, so every spelling finds one key.
+
+    Full syntax checks belong to the API's validator.
+    """
+    email = unicodedata.normalize("NFC", value).strip().lower()
     local, sep, domain = email.partition("@")
     if not sep or not local or "." not in domain or " " in email or len(email) > 320:
         raise InvalidValueError("email", f"'{value}' is not an email address")

@@ -156,21 +156,20 @@ def update_me(
     # run out of memory): a request refused after its first write would be half done.
     new_hash = container.hasher.hash(body.new_password) if body.new_password else None
     context = command_context(request, user.id)
-    position: int | None = None
-    if body.full_name is not None or changes_email:
+    if body.full_name is not None or changes_email or new_hash is not None:
+        # One command: name, email and password change together or not at all.
         try:
             position = app.change_user_profile(
                 context,
                 user.id,
                 full_name=body.full_name,
                 email=new_email if changes_email else None,
+                password_hash=new_hash,
             )
         except DuplicateKeyError:
             raise ProblemError("email-taken", "This email is already registered") from None
-    if new_hash is not None:
-        position = app.change_password(context, user.id, new_hash)
-        container.auth.refresh_tokens.revoke_user(user.id)
-    if position is not None:
+        if new_hash is not None:
+            container.auth.refresh_tokens.revoke_user(user.id)
         response.headers["X-Event-Position"] = str(position)
     return UserPublic.of(app.get_user(user.id))
 

@@ -500,3 +500,50 @@ def test_an_order_advances_only_one_step_at_a_time(app: Bookstore) -> None:
     assert app.get_order(order_id).status is OrderStatus.DELIVERED
     with pytest.raises(InvalidTransitionError):
         app.cancel_order(ctx(), order_id, actor_id=uuid4(), as_staff=True)
+
+
+def test_name_email_and_password_change_together_in_one_step(app: Bookstore) -> None:
+    user_id = new_customer(app)
+    app.credentials.set_password_hash(user_id, "old-hash")
+    before = app.get_user(user_id).session_version
+    position = app.change_user_profile(
+        ctx(user_id),
+        user_id,
+        full_name="New Name",
+        email="renamed@example.com",
+        password_hash="new-hash",
+    )
+    user = app.get_user(user_id)
+    assert (user.full_name, user.email) == ("New Name", "renamed@example.com")
+    assert user.session_version == before + 1
+    assert app.password_hash_of(user_id) == "new-hash"
+    assert position == app.recorder.max_notification_id()
+    assert app.find_user_by_email("renamed@example.com") is not None
+
+
+def test_a_failed_save_leaves_the_old_password_hash_and_changes_nothing(
+    app: Bookstore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id = new_customer(app)
+    app.credentials.set_password_hash(user_id, "old-hash")
+    head = app.recorder.max_notification_id()
+
+    def broken_save(*_: object, **__: object) -> None:
+        raise RuntimeError("the event store went away")
+
+    monkeypatch.setattr(app, "save", broken_save)
+    with pytest.raises(RuntimeError):
+        app.change_user_profile(ctx(user_id), user_id, full_name="X", password_hash="new-hash")
+    monkeypatch.undo()
+    assert app.password_hash_of(user_id) == "old-hash"
+    assert app.recorder.max_notification_id() == head
+    assert app.get_user(user_id).full_name != "X"
+
+
+def test_an_email_spelled_decomposed_finds_the_same_account(app: Bookstore) -> None:
+    composed = app.register_user(ctx(), email="J\u00d6RG@example.com", password_hash="h")
+    decomposed = app.find_user_by_email("jo\u0308rg@example.com")
+    assert decomposed is not None
+    assert decomposed.id == composed.id
+    with pytest.raises(DuplicateKeyError):
+        app.register_user(ctx(), email="JO\u0308RG@example.com", password_hash="h")
