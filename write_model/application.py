@@ -19,6 +19,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import Environment, EnvType
 
 from write_model.book import Book
 from write_model.cart import Cart
@@ -76,9 +77,28 @@ class Bookstore(Application[UUID]):
     name = "bookstore"
     # Cached aggregates are fast-forwarded from the store on every load (one SELECT of the
     # newer events), so the cache is safe across processes and spares replaying books.
-    env = {"AGGREGATE_CACHE_MAXSIZE": "10000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+    env = {
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        # Never: without its per-insert table lock a projection tailing the log can skip ids.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+    }
     snapshotting_intervals = {Cart: 20, Book: 100, User: 50}
     max_attempts = 8
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """Only the class defaults and the settings the caller passes, never os.environ.
+
+        The library would merge the process environment and prefer `BOOKSTORE_<KEY>` over
+        the keys passed, so our own `BOOKSTORE_*` settings space could silently turn table
+        creation back on in a worker, or enable the database functions that drop the
+        insert lock a tailing projection relies on. The composition root decides.
+        """
+        merged = dict(type(self).env)
+        if type(self).snapshotting_intervals:
+            merged["IS_SNAPSHOTTING_ENABLED"] = "y"
+        merged.update(env or {})
+        return Environment(name, merged)
 
     def __init__(
         self,

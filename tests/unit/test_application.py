@@ -547,3 +547,19 @@ def test_an_email_spelled_decomposed_finds_the_same_account(app: Bookstore) -> N
     assert decomposed.id == composed.id
     with pytest.raises(DuplicateKeyError):
         app.register_user(ctx(), email="JO\u0308RG@example.com", password_hash="h")
+
+
+def test_the_process_environment_cannot_reconfigure_the_event_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOOKSTORE_PERSISTENCE_MODULE", "eventsourcing.sqlite")
+    monkeypatch.setenv("PERSISTENCE_MODULE", "eventsourcing.sqlite")
+    monkeypatch.setenv("BOOKSTORE_CREATE_TABLE", "y")
+    monkeypatch.setenv("BOOKSTORE_POSTGRES_ENABLE_DB_FUNCTIONS", "y")
+    bookstore = Bookstore(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    try:
+        assert bookstore.env.get("PERSISTENCE_MODULE") == "eventsourcing.popo"
+        assert bookstore.env.get("CREATE_TABLE") is None
+        assert bookstore.env.get("POSTGRES_ENABLE_DB_FUNCTIONS") == "n"
+    finally:
+        bookstore.close()
