@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import redis
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -260,6 +260,28 @@ class MailOutbox:
         conditions = [] if recipient is None else [mail_outbox.c.recipient == recipient.lower()]
         return self._select(*conditions)
 
+    def claim(self, mail_id: int, *, lease_seconds: float = 120.0) -> bool:
+        """Lease an unsent mail for sending; False when another sender holds it.
+
+        One conditional UPDATE: of two workers draining at once, only one gets each mail.
+        A sender that dies mid-send lets its lease run out, and the mail is sent later.
+        """
+        now = utcnow()
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(mail_outbox)
+                .where(
+                    mail_outbox.c.id == mail_id,
+                    mail_outbox.c.sent_at.is_(None),
+                    or_(
+                        mail_outbox.c.claimed_until.is_(None),
+                        mail_outbox.c.claimed_until < now,
+                    ),
+                )
+                .values(claimed_until=now + timedelta(seconds=lease_seconds))
+            )
+            return result.rowcount == 1
+
     def mark_sent(self, mail_id: int) -> None:
         with self.engine.begin() as connection:
             connection.execute(
@@ -273,7 +295,11 @@ class MailOutbox:
             connection.execute(
                 update(mail_outbox)
                 .where(mail_outbox.c.id == mail_id)
-                .values(attempts=mail_outbox.c.attempts + 1, last_error=error[:2000])
+                .values(
+                    attempts=mail_outbox.c.attempts + 1,
+                    last_error=error[:2000],
+                    claimed_until=None,
+                )
             )
 
     def _select(self, *conditions: Any, limit: int | None = None) -> list[OutboxMail]:

@@ -74,6 +74,8 @@ mail_outbox = Table(
     Column("body", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    # A sender leases a mail before sending it, so two workers never send it twice.
+    Column("claimed_until", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
 )

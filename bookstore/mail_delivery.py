@@ -56,6 +56,8 @@ def deliver_pending(
     """Send what is waiting; returns how many went out. A failure is retried next time."""
     sent = 0
     for mail in outbox.pending(limit):
+        if not outbox.claim(mail.id):
+            continue  # another sender has it
         try:
             if smtp_url:
                 send_smtp(mail, smtp_url=smtp_url, sender=sender)

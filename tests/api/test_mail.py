@@ -103,3 +103,29 @@ def test_the_celery_task_sends_the_outbox(
     container.auth.outbox.enqueue(recipient="reader@example.com", subject="Hi", body="hi")
     assert deliver_pending_mail() == 1  # no SMTP configured: logged, marked sent
     assert container.auth.outbox.pending() == []
+
+
+def test_a_mail_leased_by_one_sender_is_not_sent_by_another(
+    container: Container, smtp_server: tuple[str, list[bytes]]
+) -> None:
+    url, received = smtp_server
+    outbox = container.auth.outbox
+    mail_id = outbox.enqueue(recipient="reader@example.com", subject="Hi", body="hello")
+    assert outbox.claim(mail_id) is True  # another worker is sending it right now
+    assert outbox.claim(mail_id) is False
+    assert deliver_pending(outbox, smtp_url=url, sender=SENDER) == 0
+    assert received == []
+    assert [m.id for m in outbox.pending()] == [mail_id]
+
+
+def test_a_lease_that_ran_out_lets_the_mail_go_out(
+    container: Container, smtp_server: tuple[str, list[bytes]]
+) -> None:
+    url, received = smtp_server
+    outbox = container.auth.outbox
+    mail_id = outbox.enqueue(recipient="reader@example.com", subject="Hi", body="hello")
+    assert outbox.claim(mail_id, lease_seconds=-1) is True  # a sender that died mid-send
+    assert deliver_pending(outbox, smtp_url=url, sender=SENDER) == 1
+    assert len(received) == 1
+    assert outbox.pending() == []
+    assert outbox.claim(mail_id) is False  # sent mail is never leased again
