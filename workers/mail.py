@@ -15,7 +15,11 @@ from workers import runtime
 TASK_NAME = "bookstore.mail.deliver_pending"
 
 
-@shared_task(name=TASK_NAME, ignore_result=True)  # type: ignore[untyped-decorator]
+# Time-limited like the catch-up (and below the broker's visibility timeout): a hung
+# SMTP server cannot hold a worker; the leases let the next run send what is left.
+@shared_task(  # type: ignore[untyped-decorator]
+    name=TASK_NAME, ignore_result=True, soft_time_limit=60, time_limit=90
+)
 def deliver_pending_mail() -> int:
     """Send waiting mail through SMTP (or log it when no SMTP server is configured)."""
     container = runtime.container()
