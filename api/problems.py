@@ -89,6 +89,7 @@ DOMAIN_KINDS: dict[type[Exception], str] = {
     domain.InvalidTransitionError: "invalid-transition",
     domain.ConcurrencyError: "version-conflict",
     domain.EmptyCartError: "cart-empty",
+    domain.LastAdminError: "last-admin",
     domain.BookUnavailableError: "book-unavailable",
     domain.ConflictError: "conflict",
     domain.PermissionDeniedError: "forbidden",

@@ -51,6 +51,10 @@ class ConcurrencyError(ConflictError):
     """Optimistic concurrency lost too many times in a row; the client may retry."""
 
 
+class LastAdminError(ConflictError):
+    """The change would leave the shop with no (active) admin."""
+
+
 class EmptyCartError(ConflictError):
     """An order was asked for with nothing in the cart."""
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from write_model.errors import ConflictError
+from write_model.errors import LastAdminError
 from write_model.ids import key_id
 
 ROSTER_ID = key_id("roster", "active-admins")
@@ -43,7 +43,7 @@ class AdminRoster(Aggregate):
         if str(user_id) not in self.admin_ids:
             return False
         if len(self.admin_ids) == 1:
-            raise ConflictError(f"This would leave no {why}")
+            raise LastAdminError(f"This would leave no {why}")
         self._admin_removed(user_id=user_id)
         return True
 

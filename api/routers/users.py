@@ -32,7 +32,7 @@ from api.schemas.users import (
     UserUpdateMe,
 )
 from read_model.users import list_users
-from write_model.errors import ConcurrencyError, ConflictError, DuplicateKeyError
+from write_model.errors import DuplicateKeyError
 from write_model.values import Role, normalise_email
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -203,12 +203,8 @@ def change_role(
     container: ContainerDep,
 ) -> UserPublic:
     app = container.write_app
-    try:
-        position = app.change_role(command_context(request, admin.id), user_id, body.role)
-    except ConcurrencyError:
-        raise
-    except ConflictError as error:
-        raise ProblemError("last-admin", str(error)) from None
+    # The last admin's LastAdminError answers 409 last-admin through the domain mapping.
+    position = app.change_role(command_context(request, admin.id), user_id, body.role)
     response.headers["X-Event-Position"] = str(position)
     return UserPublic.of(app.get_user(user_id))
 
@@ -242,14 +238,9 @@ def change_active(
     container: ContainerDep,
 ) -> UserPublic:
     app = container.write_app
-    try:
-        position = app.set_user_active(
-            command_context(request, admin.id), user_id, is_active=body.is_active
-        )
-    except ConcurrencyError:
-        raise
-    except ConflictError as error:
-        raise ProblemError("last-admin", str(error)) from None
+    position = app.set_user_active(
+        command_context(request, admin.id), user_id, is_active=body.is_active
+    )
     if not body.is_active:
         container.auth.refresh_tokens.revoke_user(user_id)
     response.headers["X-Event-Position"] = str(position)

@@ -6,7 +6,7 @@ from uuid import uuid4
 
 import pytest
 
-from write_model.errors import ConflictError, DuplicateKeyError
+from write_model.errors import DuplicateKeyError, LastAdminError
 from write_model.ids import key_id
 from write_model.key_index import KeyIndex
 from write_model.roster import ROSTER_ID, AdminRoster
@@ -63,6 +63,6 @@ def test_the_last_admin_cannot_be_removed_from_the_roster() -> None:
     roster = AdminRoster()
     only = uuid4()
     roster.add(only)
-    with pytest.raises(ConflictError, match="no admin"):
+    with pytest.raises(LastAdminError, match="no admin"):
         roster.remove(only, why="admin")
     assert roster.admin_ids == [str(only)]
