@@ -6,7 +6,7 @@ change); the admin list comes from the `user_directory` projection.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
@@ -174,12 +174,9 @@ def update_me(
     return UserPublic.of(app.get_user(user.id))
 
 
-@router.put(
-    "/{user_id}/role",
-    dependencies=[JsonBody],
-    response_model=UserPublic,
-    summary="Change a user's role (admin)",
-    responses={
+def _admin_change_responses(conflict: str) -> dict[int | str, dict[str, Any]]:
+    """What an admin's change to another user may answer, documented once."""
+    return {
         200: {"headers": EVENT_POSITION},
         **problem_responses(
             {
@@ -187,11 +184,19 @@ def update_me(
                 400: "Malformed JSON",
                 415: "Not a JSON body",
                 404: "No such user",
-                409: "This would leave no admin",
+                409: conflict,
                 422: "Invalid id or body",
             }
         ),
-    },
+    }
+
+
+@router.put(
+    "/{user_id}/role",
+    dependencies=[JsonBody],
+    response_model=UserPublic,
+    summary="Change a user's role (admin)",
+    responses=_admin_change_responses("This would leave no admin"),
 )
 def change_role(
     *,
@@ -214,19 +219,7 @@ def change_role(
     dependencies=[JsonBody],
     response_model=UserPublic,
     summary="Deactivate or reactivate a user (admin); deactivation ends their sessions",
-    responses={
-        200: {"headers": EVENT_POSITION},
-        **problem_responses(
-            {
-                **ADMIN_ERRORS,
-                400: "Malformed JSON",
-                415: "Not a JSON body",
-                404: "No such user",
-                409: "This would leave no active admin",
-                422: "Invalid id or body",
-            }
-        ),
-    },
+    responses=_admin_change_responses("This would leave no active admin"),
 )
 def change_active(
     *,
