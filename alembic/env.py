@@ -15,7 +15,7 @@ def _url() -> str:
     url = config.attributes.get("sqlalchemy_url")
     if url:
         return str(url)
-    from bookstore.databases import sqlalchemy_url
+    from adapters.engines import sqlalchemy_url
     from bookstore.settings import get_settings
 
     return sqlalchemy_url(get_settings().database_url)

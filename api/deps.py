@@ -1,4 +1,8 @@
-"""Dependencies declared once, as `Annotated` aliases: the container, the caller, roles.
+"""Dependencies declared once, as `Annotated` aliases: what routes use, the caller, roles.
+
+Routes take the narrow thing they use (`WriteApp`, `Hasher`, `RefreshTokens`, `ReadConnection`,
+...), never the whole container, so a router reads as the contract's table does and a test
+can see at a glance what a route touches.
 
 `CurrentUser` checks, on every request, the user as the write model has them now (an
 aggregate load: always current, unlike a projection), so a demoted, deactivated or
@@ -8,17 +12,26 @@ logged-out user loses rights with their very next request, whatever token they h
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import Connection
 
+from adapters.login_throttle import LoginThrottle
+from adapters.mail_outbox import MailOutbox
+from adapters.passwords import PasswordHasher
+from adapters.refresh_tokens import RefreshTokenStore
+from adapters.reset_tokens import ResetTokenStore
 from api.problems import ProblemError
 from api.security.tokens import InvalidTokenError, TokenCodec
 from bookstore.bootstrap import Container
+from bookstore.projection_runtime import ProjectionServices
+from bookstore.settings import Settings
+from write_model.application import Bookstore
 from write_model.context import CommandContext
 from write_model.errors import NotFoundError
 from write_model.user import User
@@ -49,9 +62,58 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
 
 
+def get_write_app(container: ContainerDep) -> Bookstore:
+    return container.write_app
+
+
+def get_hasher(container: ContainerDep) -> PasswordHasher:
+    return container.hasher
+
+
+def get_settings_of_app(container: ContainerDep) -> Settings:
+    return container.settings
+
+
+def get_refresh_tokens(container: ContainerDep) -> RefreshTokenStore:
+    return container.auth.refresh_tokens
+
+
+def get_reset_tokens(container: ContainerDep) -> ResetTokenStore:
+    return container.auth.reset_tokens
+
+
+def get_outbox(container: ContainerDep) -> MailOutbox:
+    return container.auth.outbox
+
+
+def get_login_throttle(container: ContainerDep) -> LoginThrottle:
+    return container.auth.throttle
+
+
+def get_projections(container: ContainerDep) -> ProjectionServices:
+    return container.projections
+
+
+def read_connection(container: ContainerDep) -> Iterator[Connection]:
+    """A connection to the read database for one request, closed after the response."""
+    with container.read_engine.connect() as connection:
+        yield connection
+
+
+WriteApp = Annotated[Bookstore, Depends(get_write_app)]
+Hasher = Annotated[PasswordHasher, Depends(get_hasher)]
+AppSettings = Annotated[Settings, Depends(get_settings_of_app)]
+RefreshTokens = Annotated[RefreshTokenStore, Depends(get_refresh_tokens)]
+ResetTokens = Annotated[ResetTokenStore, Depends(get_reset_tokens)]
+Outbox = Annotated[MailOutbox, Depends(get_outbox)]
+Throttle = Annotated[LoginThrottle, Depends(get_login_throttle)]
+Projections = Annotated[ProjectionServices, Depends(get_projections)]
+ReadConnection = Annotated[Connection, Depends(read_connection)]
+
+
 def current_user(
     request: Request,
-    container: ContainerDep,
+    app: WriteApp,
     codec: TokenCodecDep,
     token: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> User:
@@ -68,7 +130,7 @@ def current_user(
     except InvalidTokenError:
         raise ProblemError("invalid-token", headers=BEARER) from None
     try:
-        user = container.write_app.get_user(claims.user_id)
+        user = app.get_user(claims.user_id)
     except NotFoundError:
         raise ProblemError("invalid-token", headers=BEARER) from None
     if not user.is_active:
@@ -176,9 +238,9 @@ def require_json_body(request: Request) -> None:
 JsonBody = Depends(require_json_body)
 
 
-def caught_up_position(container: Container, projection: str, wanted: int | None) -> int:
+def caught_up_position(projections: ProjectionServices, projection: str, wanted: int | None) -> int:
     """Wait until `projection` has processed `wanted` (503 after 5 s); its position now."""
-    if wanted is not None and not container.wait_for_position(
+    if wanted is not None and not projections.wait_for(
         projection, wanted, timeout=PROJECTION_WAIT_SECONDS
     ):
         raise ProblemError(
@@ -186,6 +248,21 @@ def caught_up_position(container: Container, projection: str, wanted: int | None
             f"The {projection} projection has not reached position {wanted} yet",
             headers={"Retry-After": "1"},
             projection=projection,
-            position=container.projection_position(projection),
+            position=projections.position(projection),
         )
-    return container.projection_position(projection)
+    return projections.position(projection)
+
+
+def projection_caught_up(projection: str) -> Callable[..., int]:
+    """A dependency: wait for the client's `X-Min-Event-Position` on `projection`.
+
+    Its value is the projection's position, read *before* the route queries, so the
+    `X-Projection-Position` answered never claims more than the rows served. Declare it
+    before `ReadConnection` in a route, so no pooled connection is held while waiting.
+    """
+
+    def wait(projections: Projections, wanted: MinEventPosition) -> int:
+        return caught_up_position(projections, projection, wanted)
+
+    wait.__name__ = f"{projection}_caught_up"
+    return wait

@@ -25,8 +25,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
+from adapters.engines import event_store_env
 from bench.common import ADMIN_URL, fresh_database
-from bookstore.databases import event_store_env
 from write_model.application import Bookstore
 from write_model.cart import Cart
 from write_model.context import CommandContext

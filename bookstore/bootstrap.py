@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+import redis
 from sqlalchemy import Engine
 
-from bookstore.auth_store import AuthStore
-from bookstore.credential_store import SqlCredentialStore, write_side_metadata
-from bookstore.databases import event_store_env, make_engine
-from bookstore.mail_delivery import OutboxDrainer
-from bookstore.passwords import PasswordHasher
+from adapters.credentials import SqlCredentialStore
+from adapters.engines import event_store_env, make_engine
+from adapters.login_throttle import LoginThrottle, RedisLoginThrottle, SqlLoginThrottle
+from adapters.mail_outbox import MailOutbox
+from adapters.passwords import PasswordHasher
+from adapters.refresh_tokens import RefreshTokenStore
+from adapters.reset_tokens import ResetTokenStore
+from adapters.smtp_mail import OutboxDrainer
+from adapters.write_tables import write_side_metadata
 from bookstore.projection_runtime import ProjectionServices
 from bookstore.settings import Settings, get_settings
 from projections.status import ProjectionStatus
@@ -21,6 +27,43 @@ from write_model.application import Bookstore
 log = logging.getLogger(__name__)
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+
+@dataclass
+class AuthStore:
+    """Everything authentication keeps outside the event log, for one process."""
+
+    refresh_tokens: RefreshTokenStore
+    reset_tokens: ResetTokenStore
+    outbox: MailOutbox
+    throttle: LoginThrottle
+
+
+def build_login_throttle(settings: Settings, engine: Engine) -> LoginThrottle:
+    """Redis when one is configured (shared, expiring keys), else a write-side table."""
+    window = timedelta(seconds=settings.login_failure_window_seconds)
+    redis_url = settings.resolved_redis_url
+    if redis_url and redis_url.startswith(("redis://", "rediss://", "unix://")):
+        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        return RedisLoginThrottle(client, max_failures=settings.login_max_failures, window=window)
+    return SqlLoginThrottle(engine, max_failures=settings.login_max_failures, window=window)
+
+
+def build_auth_store(settings: Settings, engine: Engine) -> AuthStore:
+    return AuthStore(
+        refresh_tokens=RefreshTokenStore(engine),
+        reset_tokens=ResetTokenStore(engine),
+        outbox=MailOutbox(engine),
+        throttle=build_login_throttle(settings, engine),
+    )
+
+
+def build_hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        time_cost=settings.password_hash_time_cost,
+        memory_kib=settings.password_hash_memory_kib,
+        parallelism=settings.password_hash_parallelism,
+    )
 
 
 @dataclass
@@ -42,7 +85,7 @@ class Container:
         self.projections = ProjectionServices(self.settings, self.write_app, self.read_engine)
         # Sessions, reset tokens, the outbox and the login throttle: secrets kept beside
         # the event store, in its database.
-        self.auth = AuthStore.from_settings(self.settings, self.write_engine)
+        self.auth = build_auth_store(self.settings, self.write_engine)
         self.mail = OutboxDrainer(
             self.auth.outbox, smtp_url=self.settings.smtp_url, sender=self.settings.mail_from
         )
@@ -114,7 +157,7 @@ def build(settings: Settings | None = None) -> Container:
         write_app=build_write_app(settings, write_engine),
         write_engine=write_engine,
         read_engine=read_engine,
-        hasher=PasswordHasher.from_settings(settings),
+        hasher=build_hasher(settings),
     )
 
 
@@ -137,8 +180,8 @@ def migrate(settings: Settings | None = None) -> None:
 def run_alembic_upgrade(database_url: str, revision: str = "head") -> None:
     from alembic.config import Config
 
+    from adapters.engines import ensure_sqlite_folder, sqlalchemy_url
     from alembic import command
-    from bookstore.databases import ensure_sqlite_folder, sqlalchemy_url
 
     ensure_sqlite_folder(database_url)
     config = Config()

@@ -9,8 +9,8 @@ import json
 
 import typer
 
-from bookstore.auth_store import MailOutbox
-from bookstore.databases import make_engine
+from adapters.engines import make_engine
+from adapters.mail_outbox import MailOutbox
 from bookstore.settings import get_settings
 
 mail_app = typer.Typer(help="Look at outgoing mail.", no_args_is_help=True)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
+from adapters.celery_wakeups import CeleryWaker
 from bookstore.settings import Settings
-from bookstore.wakeups import CeleryWaker
 from projections.background import BackgroundRunner
 from projections.base import Projection
 from projections.positions import PositionWaiter

@@ -11,8 +11,8 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready
 
+from adapters.celery_wakeups import CATCH_UP_TASK
 from bookstore.settings import get_settings
-from bookstore.wakeups import CATCH_UP_TASK
 
 MAIL_TASK = "bookstore.mail.deliver_pending"
 BACKSTOP_SECONDS = 1.0

@@ -2,14 +2,14 @@
 
 With a broker configured, the server process does not send mail itself; a worker runs
 this task on the beat schedule (`workers.celery_app`, every few seconds). The sending code
-is shared with the embedded mode's in-process drainer (`bookstore.mail_delivery`).
+is shared with the embedded mode's in-process drainer (`adapters.smtp_mail`).
 """
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from bookstore.mail_delivery import deliver_pending
+from adapters.smtp_mail import deliver_pending
 from workers import runtime
 
 TASK_NAME = "bookstore.mail.deliver_pending"

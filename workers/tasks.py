@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from celery import shared_task
 
-from bookstore.wakeups import CATCH_UP_TASK, clear_wake_flag, redis_client
+from adapters.celery_wakeups import CATCH_UP_TASK, clear_wake_flag, redis_client
 from workers import runtime
 
 log = logging.getLogger(__name__)

@@ -9,17 +9,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 
 from api.deps import (
     AdminUser,
-    ContainerDep,
     CurrentUser,
+    Hasher,
     JsonBody,
-    MinEventPosition,
-    caught_up_position,
+    ReadConnection,
+    RefreshTokens,
+    WriteApp,
     command_context,
+    projection_caught_up,
 )
 from api.problems import ProblemError, problem_responses
 from api.schemas.users import (
@@ -67,8 +69,8 @@ def list_all_users(
     *,
     response: Response,
     admin: AdminUser,
-    container: ContainerDep,
-    wanted: MinEventPosition,
+    position: Annotated[int, Depends(projection_caught_up(USER_DIRECTORY))],
+    connection: ReadConnection,
     role: Role | None = None,
     q: Annotated[
         str | None,
@@ -79,16 +81,14 @@ def list_all_users(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> UserPage:
     del admin  # checked by the dependency
-    position = caught_up_position(container, USER_DIRECTORY, wanted)
-    with container.read_engine.connect() as connection:
-        page = list_users(
-            connection,
-            role=role.value if role else None,
-            q=q,
-            is_active=is_active,
-            limit=limit,
-            offset=offset,
-        )
+    page = list_users(
+        connection,
+        role=role.value if role else None,
+        q=q,
+        is_active=is_active,
+        limit=limit,
+        offset=offset,
+    )
     response.headers["X-Projection-Position"] = str(position)
     return UserPage(
         items=[UserPublic.of_row(row) for row in page.items],
@@ -134,9 +134,10 @@ def update_me(
     request: Request,
     response: Response,
     user: CurrentUser,
-    container: ContainerDep,
+    app: WriteApp,
+    hasher: Hasher,
+    refresh_tokens: RefreshTokens,
 ) -> UserPublic:
-    app = container.write_app
     new_email = normalise_email(str(body.email)) if body.email is not None else None
     changes_email = new_email is not None and new_email != user.email
     if changes_email or body.new_password is not None:
@@ -150,11 +151,11 @@ def update_me(
                     }
                 ]
             )
-        if not container.hasher.verify(body.current_password, app.password_hash_of(user.id)):
+        if not hasher.verify(body.current_password, app.password_hash_of(user.id)):
             raise ProblemError("wrong-current-password", "current_password is wrong")
     # Everything that can fail without the database goes first (hashing is slow and may
     # run out of memory): a request refused after its first write would be half done.
-    new_hash = container.hasher.hash(body.new_password) if body.new_password else None
+    new_hash = hasher.hash(body.new_password) if body.new_password else None
     context = command_context(request, user.id)
     if body.full_name is not None or changes_email or new_hash is not None:
         # One command: name, email and password change together or not at all.
@@ -169,7 +170,7 @@ def update_me(
         except DuplicateKeyError:
             raise ProblemError("email-taken", "This email is already registered") from None
         if new_hash is not None:
-            container.auth.refresh_tokens.revoke_user(user.id)
+            refresh_tokens.revoke_user(user.id)
         response.headers["X-Event-Position"] = str(position)
     return UserPublic.of(app.get_user(user.id))
 
@@ -205,9 +206,8 @@ def change_role(
     request: Request,
     response: Response,
     admin: AdminUser,
-    container: ContainerDep,
+    app: WriteApp,
 ) -> UserPublic:
-    app = container.write_app
     # The last admin's LastAdminError answers 409 last-admin through the domain mapping.
     position = app.change_role(command_context(request, admin.id), user_id, body.role)
     response.headers["X-Event-Position"] = str(position)
@@ -228,13 +228,13 @@ def change_active(
     request: Request,
     response: Response,
     admin: AdminUser,
-    container: ContainerDep,
+    app: WriteApp,
+    refresh_tokens: RefreshTokens,
 ) -> UserPublic:
-    app = container.write_app
     position = app.set_user_active(
         command_context(request, admin.id), user_id, is_active=body.is_active
     )
     if not body.is_active:
-        container.auth.refresh_tokens.revoke_user(user_id)
+        refresh_tokens.revoke_user(user_id)
     response.headers["X-Event-Position"] = str(position)
     return UserPublic.of(app.get_user(user_id))

@@ -10,9 +10,9 @@ import bcrypt
 import pytest
 from fastapi.testclient import TestClient
 
+from adapters.passwords import PasswordHasher
 from api.app import create_app
 from bookstore.bootstrap import Container
-from bookstore.passwords import PasswordHasher
 from tests.api.conftest import (
     PASSWORD,
     assert_problem,

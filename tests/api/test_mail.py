@@ -9,8 +9,8 @@ from email import message_from_bytes
 
 import pytest
 
+from adapters.smtp_mail import deliver_pending
 from bookstore.bootstrap import Container
-from bookstore.mail_delivery import deliver_pending
 from workers import runtime
 from workers.mail import deliver_pending_mail
 

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from adapters.write_tables import credentials
 from api.app import create_app
 from bookstore.bootstrap import Container
-from bookstore.credential_store import credentials
 from bookstore.logging_setup import (
     HIDDEN_PARAMETERS,
     TEXT_FORMAT,

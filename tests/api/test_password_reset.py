@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from typer.testing import CliRunner
 
+from adapters.write_tables import password_reset_tokens
 from bookstore.bootstrap import Container
 from bookstore.cli import app as cli_app
-from bookstore.credential_store import password_reset_tokens
 from bookstore.settings import get_settings
 from tests.api.conftest import PASSWORD, assert_problem, login, new_account, unique_email
 

@@ -13,9 +13,9 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import select
 
+from adapters.write_tables import credentials
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
-from bookstore.credential_store import credentials
 from tests.unit.builders import (
     ORDER_PLACED,
     all_notifications,

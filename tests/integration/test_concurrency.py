@@ -16,9 +16,9 @@ from uuid import UUID
 import pytest
 from sqlalchemy import func, select
 
+from adapters.write_tables import credentials
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
-from bookstore.credential_store import credentials
 from tests.conftest import make_settings
 from tests.unit.builders import ORDER_PLACED, count_topic, ctx, new_book, new_customer
 from write_model.application import PlacedOrder

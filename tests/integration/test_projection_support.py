@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
 )
 
-from bookstore.databases import event_store_env, sqlalchemy_url
+from adapters.engines import event_store_env, sqlalchemy_url
 from projections.base import Projection
 from projections.book_listing import BookListingProjection
 from projections.events import Positioned, topic_of

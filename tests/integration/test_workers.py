@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from adapters.celery_wakeups import WAKE_FLAG_TTL_SECONDS
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
-from bookstore.wakeups import WAKE_FLAG_TTL_SECONDS
 from read_model.books import get_book
 from read_model.orders import get_order
 from read_model.tables import book_listing

@@ -1,30 +1,23 @@
 """The write side's secret tables, beside the event log and never in it.
 
 `credentials` holds password hashes. The others serve authentication (module
-`bookstore.auth_store`): refresh-token families, one-time password-reset tokens (both
+`adapters.refresh_tokens`, `adapters.reset_tokens`, `adapters.mail_outbox`,
+`adapters.login_throttle`): refresh-token families, one-time password-reset tokens (both
 stored only as SHA-256 digests), the mail outbox, and the login-failure counter used when
-no Redis is configured. All are created by `bookstore migrate` through `create_all`.
+no Redis is configured. All are created by `bookstore migrate`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from uuid import UUID
-
 from sqlalchemy import (
     Column,
     DateTime,
-    Engine,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    delete,
-    select,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 write_side_metadata = MetaData(
     naming_convention={
@@ -87,35 +80,3 @@ login_failures = Table(
     Column("failures", Integer, nullable=False),
     Column("window_started_at", DateTime(timezone=True), nullable=False),
 )
-
-
-class SqlCredentialStore:
-    """Hashes by user id in the event store's database (SQLite or PostgreSQL)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-
-    def set_password_hash(self, user_id: UUID, password_hash: str) -> None:
-        values = {
-            "user_id": str(user_id),
-            "password_hash": password_hash,
-            "updated_at": datetime.now(UTC),
-        }
-        statement = self._insert(credentials).values(**values)
-        statement = statement.on_conflict_do_update(
-            index_elements=[credentials.c.user_id],
-            set_={"password_hash": values["password_hash"], "updated_at": values["updated_at"]},
-        )
-        with self.engine.begin() as connection:
-            connection.execute(statement)
-
-    def get_password_hash(self, user_id: UUID) -> str | None:
-        with self.engine.connect() as connection:
-            return connection.execute(
-                select(credentials.c.password_hash).where(credentials.c.user_id == str(user_id))
-            ).scalar_one_or_none()
-
-    def delete(self, user_id: UUID) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(delete(credentials).where(credentials.c.user_id == str(user_id)))

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from passlib.context import CryptContext
 
-from bookstore.settings import Settings
-
 
 class PasswordHasher:
     """Hash, verify and tell when a stored hash should be upgraded."""
@@ -25,14 +23,6 @@ class PasswordHasher:
         )
         # Verifying an unknown email against this keeps its timing equal to a real one.
         self._dummy_hash = self.hash("not-a-real-password-dummy")
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PasswordHasher:
-        return cls(
-            time_cost=settings.password_hash_time_cost,
-            memory_kib=settings.password_hash_memory_kib,
-            parallelism=settings.password_hash_parallelism,
-        )
 
     def hash(self, password: str) -> str:
         return str(self._context.hash(password))

@@ -17,7 +17,7 @@ import threading
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
-from bookstore.auth_store import MailOutbox, OutboxMail
+from adapters.mail_outbox import MailOutbox, OutboxMail
 
 log = logging.getLogger(__name__)
 

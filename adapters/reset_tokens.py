@@ -1,0 +1,70 @@
+"""One-time password-reset tokens, stored only as SHA-256 digests."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from uuid import UUID
+
+from sqlalchemy import Engine, insert, select, update
+
+from adapters.clock import utcnow
+from adapters.digests import digest
+from adapters.write_tables import (
+    password_reset_tokens,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ResetTokenStore:
+    """One-time password-reset tokens: the raw value goes out by mail, only a digest stays."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def issue(self, user_id: UUID, *, ttl: timedelta) -> str:
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(password_reset_tokens).values(
+                    token_hash=digest(token),
+                    user_id=str(user_id),
+                    created_at=now,
+                    expires_at=now + ttl,
+                )
+            )
+        return token
+
+    def redeem(self, token: str) -> UUID | None:
+        """Burn a valid token and every other open token of its user; None if not valid."""
+        key = digest(token)
+        now = utcnow()
+        with self.engine.begin() as connection:
+            burnt = connection.execute(
+                update(password_reset_tokens)
+                .where(
+                    password_reset_tokens.c.token_hash == key,
+                    password_reset_tokens.c.used_at.is_(None),
+                    password_reset_tokens.c.expires_at > now,
+                )
+                .values(used_at=now)
+            ).rowcount
+            if burnt != 1:
+                return None
+            user_id = connection.execute(
+                select(password_reset_tokens.c.user_id).where(
+                    password_reset_tokens.c.token_hash == key
+                )
+            ).scalar_one()
+            connection.execute(
+                update(password_reset_tokens)
+                .where(
+                    password_reset_tokens.c.user_id == user_id,
+                    password_reset_tokens.c.used_at.is_(None),
+                )
+                .values(used_at=now)
+            )
+        return UUID(user_id)
