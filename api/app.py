@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.middleware import RequestIdMiddleware
-from api.openapi import install_openapi
+from api.openapi import install_openapi, operation_id
 from api.problems import install_problem_handlers
 from api.routers import auth, health, users
 from api.security.tokens import TokenCodec
@@ -55,6 +55,7 @@ def create_app(container: Container) -> FastAPI:
         # No 307 to the slash-less path: Starlette builds its Location from the Host
         # header (a spoofable absolute URL). `/users/me/` is a 404 problem naming the path.
         redirect_slashes=False,
+        generate_unique_id_function=operation_id,
     )
     app.state.container = container
     app.state.token_codec = TokenCodec.from_settings(container.settings)

@@ -52,6 +52,7 @@ USER_DIRECTORY = "user_directory"
 
 @router.get(
     "",
+    name="users-list",
     response_model=UserPage,
     summary="List users (admin), from the user directory projection",
     responses={
@@ -100,6 +101,7 @@ def list_all_users(
 
 @router.get(
     "/me",
+    name="users-read-me",
     response_model=UserPublic,
     summary="Your own account, as it is now",
     responses=problem_responses(AUTH_ERRORS),
@@ -110,6 +112,7 @@ def read_me(user: CurrentUser) -> UserPublic:
 
 @router.put(
     "/me",
+    name="users-update-me",
     dependencies=[JsonBody],
     response_model=UserPublic,
     summary="Change your name, email or password (the last two need current_password)",
@@ -194,6 +197,7 @@ def _admin_change_responses(conflict: str) -> dict[int | str, dict[str, Any]]:
 
 @router.put(
     "/{user_id}/role",
+    name="users-change-role",
     dependencies=[JsonBody],
     response_model=UserPublic,
     summary="Change a user's role (admin)",
@@ -216,6 +220,7 @@ def change_role(
 
 @router.put(
     "/{user_id}/active",
+    name="users-change-active",
     dependencies=[JsonBody],
     response_model=UserPublic,
     summary="Deactivate or reactivate a user (admin); deactivation ends their sessions",

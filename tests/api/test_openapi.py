@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -73,3 +74,25 @@ def test_the_docs_page_is_served(client: TestClient) -> None:
     assert response.status_code == 200
     assert "swagger" in response.text.lower()
     assert "/openapi.json" in response.text
+
+
+def test_the_document_validates_as_openapi_3_1(document: dict[str, Any]) -> None:
+    from openapi_spec_validator import validate
+
+    validate(document)  # raises, naming the offending part, when invalid
+
+
+def test_operation_ids_are_short_stable_and_unique(document: dict[str, Any]) -> None:
+    ids = [operation["operationId"] for _, _, operation in operations(document)]
+    assert len(ids) == len(set(ids))
+    for operation_id in ids:
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)+", operation_id), operation_id
+        assert len(operation_id) <= 40, operation_id
+    assert {"auth-login", "auth-register", "users-read-me", "users-list"} <= set(ids)
+
+
+def test_every_response_header_has_a_schema(document: dict[str, Any]) -> None:
+    for method, path, operation in operations(document):
+        for status, response in operation["responses"].items():
+            for name, header in response.get("headers", {}).items():
+                assert "schema" in header, (method, path, status, name)
