@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bookstore import bootstrap
+from bookstore.cli_demo import register_demo_commands
 from bookstore.cli_mail import mail_app
 from bookstore.cli_projections import register_projection_commands
 from bookstore.logging_setup import logging_config
@@ -17,6 +18,7 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(mail_app, name="mail")
 register_projection_commands(app)
+register_demo_commands(app)
 
 
 @app.command()
