@@ -21,11 +21,20 @@ run: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## Linters, then `alembic check` for both histories (read tables, write-side tables): each
+## must match its models. Run on a throw-away SQLite database that `bookstore migrate` makes,
+## whatever BOOKSTORE_* the shell holds, so no server is needed and no real database touched.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	export BOOKSTORE_ENV=development BOOKSTORE_DATABASE_URL="sqlite:///$$tmp/check.sqlite3" && \
+	unset BOOKSTORE_EVENT_STORE_URL BOOKSTORE_BROKER_URL && \
+	$(BIN)/bookstore migrate >/dev/null && \
+	echo "alembic check (read tables):" && $(BIN)/alembic check && \
+	echo "alembic check (write-side tables):" && $(BIN)/alembic -n write_side check
 
 bench: install
 	$(BIN)/python -m bench $(BENCH_ARGS)

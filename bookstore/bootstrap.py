@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import redis
 from sqlalchemy import Engine
@@ -18,15 +19,25 @@ from adapters.passwords import PasswordHasher
 from adapters.refresh_tokens import RefreshTokenStore
 from adapters.reset_tokens import ResetTokenStore
 from adapters.smtp_mail import OutboxDrainer
-from adapters.write_tables import write_side_metadata
 from bookstore.projection_runtime import ProjectionServices
 from bookstore.settings import Settings, get_settings
 from projections.status import ProjectionStatus
 from write_model.application import Bookstore
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 log = logging.getLogger(__name__)
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+# Two Alembic histories, each with its own version table: the read tables (read database)
+# and the write-side tables (event store's database). The plain command reaches the second
+# with `alembic -n write_side` (a section of alembic.ini).
+AlembicHistory = Literal["read", "write_side"]
+ALEMBIC_HISTORIES: dict[AlembicHistory, Path] = {
+    "read": ALEMBIC_DIR,
+    "write_side": ALEMBIC_DIR / "write_side",
+}
 
 
 @dataclass
@@ -162,7 +173,14 @@ def build(settings: Settings | None = None) -> Container:
 
 
 def migrate(settings: Settings | None = None) -> None:
-    """Create the event-store tables and the credentials table, then run Alembic.
+    """Create the event-store tables, then bring both Alembic histories to their heads.
+
+    The event store's own tables come from the library (`CREATE_TABLE=y`). The write-side
+    tables beside them (credentials, tokens, mail outbox, login failures) have their own
+    history, run against the event store's database; the read tables theirs, run against
+    the read database. Each history keeps its own version table, so the two may share one
+    database (the embedded SQLite file does). The write-side history's first revision also
+    completes a database made by the `create_all` this replaced (see its docstring).
 
     Done once, in one process: several processes creating the event-store tables at
     once crash, so servers and workers always start with table creation off.
@@ -171,20 +189,33 @@ def migrate(settings: Settings | None = None) -> None:
     write_engine = make_engine(settings.resolved_event_store_url, pool_size=2)
     try:
         build_write_app(settings, write_engine, create_table=True).close()
-        write_side_metadata.create_all(write_engine)
     finally:
         write_engine.dispose()
-    run_alembic_upgrade(settings.database_url)
+    run_alembic_upgrade(settings.resolved_event_store_url, history="write_side")
+    run_alembic_upgrade(settings.database_url, history="read")
 
 
-def run_alembic_upgrade(database_url: str, revision: str = "head") -> None:
+def alembic_config(database_url: str, history: AlembicHistory = "read") -> Config:
+    """An Alembic configuration for one history (`read` or `write_side`) and one database.
+
+    `alembic.ini` serves the plain `alembic` command; this builds the same thing in code,
+    for `bookstore migrate` and the tests.
+    """
     from alembic.config import Config
 
-    from adapters.engines import ensure_sqlite_folder, sqlalchemy_url
+    from adapters.engines import sqlalchemy_url
+
+    config = Config(ini_section=history)
+    config.set_section_option(history, "script_location", str(ALEMBIC_HISTORIES[history]))
+    config.attributes["sqlalchemy_url"] = sqlalchemy_url(database_url)
+    return config
+
+
+def run_alembic_upgrade(
+    database_url: str, revision: str = "head", *, history: AlembicHistory = "read"
+) -> None:
+    from adapters.engines import ensure_sqlite_folder
     from alembic import command
 
     ensure_sqlite_folder(database_url)
-    config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
-    config.attributes["sqlalchemy_url"] = sqlalchemy_url(database_url)
-    command.upgrade(config, revision)
+    command.upgrade(alembic_config(database_url, history), revision)
