@@ -1,6 +1,7 @@
 """The durable mail outbox: a reset mail survives a crash between request and sending.
 
-Senders lease a mail before sending it, so two workers never send one twice.
+Senders lease a mail before sending it, so two workers never send one twice. Once sent, a
+mail's body is blanked: a reset token lives in the table only until it has gone out.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy import Engine, func, insert, or_, select, update
 
 from adapters.clock import as_utc, utcnow
 from adapters.write_tables import (
@@ -18,6 +19,15 @@ from adapters.write_tables import (
 )
 
 log = logging.getLogger(__name__)
+
+# What a sent mail's body becomes: the token it held went out and is not kept.
+SENT_BODY = "(sent; the body is not kept once sent)"
+
+
+@dataclass(frozen=True)
+class Backlog:
+    waiting: int
+    oldest: datetime | None
 
 
 @dataclass(frozen=True)
@@ -101,13 +111,33 @@ class MailOutbox:
             )
             return result.rowcount == 1
 
-    def mark_sent(self, mail_id: int) -> None:
+    def mark_sent(self, mail_id: int, *, keep_body: bool = False) -> None:
+        """Record a mail as sent, and blank its body: a reset mail holds a one-time token,
+        which must not outlive the sending in a table (`keep_body` only where the outbox is
+        itself the mailbox, in development)."""
+        values: dict[str, Any] = {
+            "sent_at": utcnow(),
+            "attempts": mail_outbox.c.attempts + 1,
+            "last_error": None,
+        }
+        if not keep_body:
+            values["body"] = SENT_BODY
         with self.engine.begin() as connection:
             connection.execute(
-                update(mail_outbox)
-                .where(mail_outbox.c.id == mail_id)
-                .values(sent_at=utcnow(), attempts=mail_outbox.c.attempts + 1, last_error=None)
+                update(mail_outbox).where(mail_outbox.c.id == mail_id).values(values)
             )
+
+    def backlog(self) -> Backlog:
+        """How many mails wait to be sent, and since when (for readiness checks)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(func.count(), func.min(mail_outbox.c.created_at)).where(
+                    mail_outbox.c.sent_at.is_(None),
+                    mail_outbox.c.attempts < self.max_attempts,
+                )
+            ).one()
+        count, oldest = row
+        return Backlog(waiting=int(count), oldest=as_utc(oldest) if oldest else None)
 
     def mark_failed(self, mail_id: int, error: str) -> None:
         with self.engine.begin() as connection:

@@ -51,7 +51,11 @@ class AuthStore:
 
 
 def build_login_throttle(settings: Settings, engine: Engine) -> LoginThrottle:
-    """Redis when one is configured (shared, expiring keys), else a write-side table."""
+    """Redis when one is configured (shared, expiring keys), else a write-side table.
+
+    Either way every server process shares the counts; the limits themselves are the API's
+    policy (`api.security.throttling`), read from the settings.
+    """
     window = timedelta(seconds=settings.login_failure_window_seconds)
     redis_url = settings.resolved_redis_url
     if redis_url and redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -98,7 +102,10 @@ class Container:
         # the event store, in its database.
         self.auth = build_auth_store(self.settings, self.write_engine)
         self.mail = OutboxDrainer(
-            self.auth.outbox, smtp_url=self.settings.smtp_url, sender=self.settings.mail_from
+            self.auth.outbox,
+            smtp_url=self.settings.smtp_url,
+            sender=self.settings.mail_from,
+            outbox_is_mailbox=self.settings.outbox_is_mailbox,
         )
 
     def wake_mail(self) -> None:

@@ -36,11 +36,18 @@ def serve(
     auto_migrate: bool = typer.Option(
         True, help="Migrate first when on the embedded SQLite default (one process)."
     ),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        help="Proxies (comma-separated addresses or networks) whose X-Forwarded-For names "
+        "the client, which the login throttle counts; default BOOKSTORE_FORWARDED_ALLOW_IPS "
+        "(loopback). Never '*' on a port clients reach directly: they could pick their address.",
+    ),
 ) -> None:
     """Serve the HTTP API."""
     import uvicorn
 
     settings = get_settings()
+    trusted_proxies = forwarded_allow_ips or settings.forwarded_allow_ips
     if auto_migrate and settings.database_url.startswith("sqlite"):
         bootstrap.migrate(settings)
     uvicorn.run(
@@ -51,6 +58,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         log_config=logging_config(settings),
+        proxy_headers=True,
+        forwarded_allow_ips=trusted_proxies,
     )
 
 

@@ -38,8 +38,51 @@ class Settings(BaseSettings):
     token_issuer: str = "bookstore"  # noqa: S105 (a name, not a secret)
     token_audience: str = "bookstore-api"  # noqa: S105
     password_reset_ttl_seconds: int = Field(default=30 * 60, ge=60)
-    login_max_failures: int = Field(default=10, ge=1)
-    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    login_max_failures: int = Field(
+        default=10,
+        ge=1,
+        description="Failed password checks per (account, client address) in a window; "
+        "then that address gets 429 for that account. Also counts wrong current_password.",
+    )
+    login_max_failures_per_account: int = Field(
+        default=50,
+        ge=1,
+        description="Failed checks per account, from all addresses, in a window; past it an "
+        "address that has failed against the account is refused, and a clean one (the "
+        "owner's) still gets one try.",
+    )
+    login_max_failures_per_address: int = Field(
+        default=100,
+        ge=1,
+        description="Failed checks per client address (IPv6: per /64), on all accounts, "
+        "in a window; past it that address gets 429 for every account.",
+    )
+    login_failure_window_seconds: int = Field(
+        default=15 * 60, ge=1, description="The window of the three login limits."
+    )
+    password_reset_max_per_address: int = Field(
+        default=10, ge=1, description="Reset requests per client address in a window (429)."
+    )
+    password_reset_max_per_email: int = Field(
+        default=3,
+        ge=1,
+        description="Reset mails per email in a window; further requests still answer 202 "
+        "but send nothing (the latest mail's token stays good).",
+    )
+    password_reset_window_seconds: int = Field(default=3600, ge=1)
+    password_reset_confirm_max_per_address: int = Field(
+        default=10, ge=1, description="Reset confirmations per client address in a window."
+    )
+    password_reset_confirm_window_seconds: int = Field(default=15 * 60, ge=1)
+    register_max_per_address: int = Field(
+        default=20, ge=1, description="Registrations per client address in a window."
+    )
+    register_window_seconds: int = Field(default=3600, ge=1)
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        description="Proxies (addresses or networks, comma-separated) whose X-Forwarded-For "
+        "names the client; `bookstore serve --forwarded-allow-ips` overrides it.",
+    )
     redis_url: str | None = Field(
         default=None, description="Redis for the login throttle; defaults to broker_url."
     )
@@ -81,6 +124,15 @@ class Settings(BaseSettings):
     def resolved_redis_url(self) -> str | None:
         """The throttle's Redis: its own setting, else the broker's, else none (SQL table)."""
         return self.redis_url or self.broker_url
+
+    @property
+    def outbox_is_mailbox(self) -> bool:
+        """With no SMTP server outside production, mail is read from the outbox itself.
+
+        There `bookstore mail outbox` shows it, so it counts as delivered once queued. In
+        production, unsent mail stays queued until an SMTP server is configured.
+        """
+        return not self.smtp_url and self.env != "production"
 
     @property
     def is_embedded(self) -> bool:

@@ -21,10 +21,11 @@ TASK_NAME = "bookstore.mail.deliver_pending"
     name=TASK_NAME, ignore_result=True, soft_time_limit=60, time_limit=90
 )
 def deliver_pending_mail() -> int:
-    """Send waiting mail through SMTP (or log it when no SMTP server is configured)."""
+    """Send waiting mail through SMTP (without one: kept in the outbox, see `deliver_pending`)."""
     container = runtime.container()
     return deliver_pending(
         container.auth.outbox,
         smtp_url=container.settings.smtp_url,
         sender=container.settings.mail_from,
+        outbox_is_mailbox=container.settings.outbox_is_mailbox,
     )
