@@ -9,6 +9,10 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+# The library's PostgreSQL recorder with bounded statements (resolved by the library from
+# this topic, so importing it here would import psycopg for SQLite users too).
+BOUNDED_RECORDER_TOPIC = "adapters.event_recorder:BoundedPostgresRecorder"
+
 
 def is_postgres(url: str) -> bool:
     return url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
@@ -65,8 +69,25 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
-def event_store_env(url: str, *, create_table: bool, pool_size: int = 10) -> dict[str, str]:
-    """The eventsourcing settings for a URL: `postgresql://`, `sqlite:///` or `memory://`."""
+# Every statement of the event store's connections, the writers' inserts above all, ends
+# within this: a stuck one would otherwise hold every projection back (see event_recorder.py).
+EVENT_STORE_STATEMENT_TIMEOUT_SECONDS = 30
+# The library's own setting for its connections; its lock-free inserts run in autocommit,
+# so only a caller's explicit transaction could sit idle in one.
+EVENT_STORE_IDLE_IN_TRANSACTION_SECONDS = 60
+
+
+def event_store_env(
+    url: str, *, create_table: bool, pool_size: int = 10, insert_lock: bool = False
+) -> dict[str, str]:
+    """The eventsourcing settings for a URL: `postgresql://`, `sqlite:///` or `memory://`.
+
+    On PostgreSQL events are inserted without the library's per-insert table lock (its
+    `es_insert_events_uuid` function, one autocommit statement per save): projections read
+    below a commit watermark instead (`projections/event_log.py`), so they need no lock to
+    stay exactly once, and writers no longer queue behind each other. `insert_lock=True`
+    restores the library's locked INSERT (kept for the benchmark's before-and-after).
+    """
     if url.startswith("memory:"):
         return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     flag = "y" if create_table else "n"
@@ -90,7 +111,11 @@ def event_store_env(url: str, *, create_table: bool, pool_size: int = 10) -> dic
             "POSTGRES_POOL_SIZE": str(pool_size),
             "POSTGRES_MAX_OVERFLOW": str(pool_size),
             "POSTGRES_LOCK_TIMEOUT": "10",
-            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "60",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": str(
+                EVENT_STORE_IDLE_IN_TRANSACTION_SECONDS
+            ),
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n" if insert_lock else "y",
+            "APPLICATION_RECORDER_TOPIC": BOUNDED_RECORDER_TOPIC,
             "CREATE_TABLE": flag,
         }
     msg = f"Unsupported event store URL: {url.split('://', 1)[0]}://..."

@@ -21,7 +21,8 @@ BEAT_SCHEDULE_FILE = Path("var") / "celerybeat-schedule"
 def status(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per projection."),
 ) -> None:
-    """Position, head, lag (events, seconds), state and last error of every projection."""
+    """Position, head, lag (events, seconds), state and last error of every projection,
+    and the open transaction holding them back when one has for a while (PostgreSQL)."""
     container = bootstrap.build(get_settings())
     try:
         statuses = container.projection_statuses()
@@ -45,7 +46,12 @@ def status(
             item.state,
             error,
         )
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    for item in statuses:
+        if item.held_back_by is not None:
+            # Committed events wait behind it: until it ends, no projection can pass them.
+            console.print(f"{item.name} is held back by {item.held_back_by.describe()}")
 
 
 @projections_app.command("catch-up")

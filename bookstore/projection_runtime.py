@@ -38,7 +38,8 @@ class ProjectionServices:
             projections if projections is not None else default_projections(),
             idle_timeout_seconds=settings.projection_idle_timeout_seconds,
         )
-        self.waiter = PositionWaiter(read_engine)
+        # Waits name store positions; the waiter locates them in the log the runner reads.
+        self.waiter = PositionWaiter(read_engine, locate=self.runner.log.locate)
         self.runner.listeners.append(self.waiter.board.publish)
         self.background: BackgroundRunner | None = None
         self.waker: CeleryWaker | None = None

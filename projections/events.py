@@ -22,8 +22,10 @@ def topic_of(aggregate: type[Aggregate], event_name: str) -> str:
 
 @dataclass(frozen=True)
 class Positioned:
-    """A decoded domain event and its global position in the store."""
+    """A decoded domain event, its global position in the store (notification id), and the
+    id of the transaction that wrote it (0 where the store has one writer at a time)."""
 
     position: int
     topic: str
     event: Any
+    tx_id: int = 0

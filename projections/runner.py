@@ -2,19 +2,24 @@
 
 `catch_up(name, batch_size)` does one batch:
 
-1. reads the events after the tracked position, in store order, filtered by topic, up to
-   the head observed before the read (no lock is held while the store is read);
+1. reads the events after the tracked log position, in the log's read order, filtered by
+   topic (`event_log.py`: on PostgreSQL only events below the commit watermark, in
+   `(tx_id, notification_id)` order; on SQLite up to the head, in id order). No lock is
+   held while the store is read. When nothing is readable but committed events wait above
+   the watermark (an older transaction is still open), it polls, briefly, until they pass;
 2. in one read-database transaction, takes the projection's lock (`pg_advisory_xact_lock`
-   on PostgreSQL, the write lock on SQLite) and checks that the tracked position is still
-   the one it read from (else another runner got there first: it reads again);
+   on PostgreSQL, the write lock on SQLite) and checks that the tracking row still says
+   what it read from (else another runner got there first: it reads again);
 3. applies the events (set-based, see `rows.py`);
-4. advances the tracking position (and NOTIFYs it on PostgreSQL).
+4. advances the tracking row (and NOTIFYs it on PostgreSQL).
 
 A crash anywhere rolls all of it back, so the batch is repeated from the old position:
-every event counts exactly once. Positions are global: when a topic-filtered read returns
-fewer events than asked, every event up to the head seen before the read has been
-processed (this store commits ids in order, and ids may have gaps, so reads are always
-`> position`).
+every event counts exactly once. Positions are global: when a read returns fewer events
+than asked, everything readable up to its end has been processed, the events of other
+topics included.
+
+The tracking row keeps two things: the log position the runner resumes from, and the
+newest store position (notification id) passed, which clients see (`position`).
 
 A handler that fails stops its projection at that event: the events before it are applied,
 the position is set just before it and the error is recorded; the next run tries the
@@ -31,16 +36,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from projections.base import HandlerError, Projection
+from projections.event_log import EventLog, LogRead, event_log_for
 from projections.events import Positioned
 from projections.locks import lock_projection
 from read_model.tracking import (
+    LOG_START,
     STATE_FAILED,
-    STATE_OK,
+    LogPosition,
+    Tracking,
     advance,
     ensure_tracking,
     get_tracking,
@@ -54,13 +61,41 @@ POSITIONS_CHANNEL = "bookstore_projection_positions"
 ERROR_MAX_CHARS = 2000
 # How often a batch re-reads the store when another runner moved the position first.
 MAX_RACES = 3
+# How long a batch polls for committed events held above the watermark by an older open
+# transaction (a writer mid-insert, another batch, anything in the cluster that wrote).
+HELD_BACK_WAIT_SECONDS = 10.0
+FIRST_HELD_BACK_PAUSE_SECONDS = 0.001
+MAX_HELD_BACK_PAUSE_SECONDS = 0.1
 
-PositionListener = Callable[[str, int], None]
+PositionListener = Callable[[str, LogPosition], None]
+# What a tracking row said: its position and log position (None in a row tracked before
+# the pair was). Compared under the lock to see whether another runner moved first.
+Tracked = tuple[int, LogPosition | None]
+
+
+def notify_payload(name: str, log_position: LogPosition, position: int) -> str:
+    """`name:tx_id:event_id:position`, what the runner NOTIFYs after each batch."""
+    return f"{name}:{log_position.tx_id}:{log_position.event_id}:{position}"
+
+
+def parse_payload(payload: str) -> tuple[str, LogPosition, int] | None:
+    """The projection, log position and position of a NOTIFY payload (None if malformed)."""
+    parts = payload.split(":")
+    if len(parts) != 4 or not all(part.isdigit() for part in parts[1:]):
+        return None
+    name, tx_id, event_id, position = parts
+    return name, LogPosition(int(tx_id), int(event_id)), int(position)
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What one catch-up did: where it started and ended, and the error that stopped it."""
+    """What a catch-up did: where it started and ended, and the error that stopped it.
+
+    `start` and `position` are store positions (notification ids) as clients see them;
+    `log_position` is where the projection now stands in the log's read order. `more`:
+    more events were readable when it stopped. `held_back`: committed events wait above the
+    watermark, behind a transaction still open.
+    """
 
     name: str
     start: int
@@ -69,6 +104,10 @@ class BatchResult:
     applied: int
     error: str | None = None
     error_position: int | None = None
+    log_position: LogPosition = LOG_START
+    start_log_position: LogPosition = LOG_START
+    more: bool = False
+    held_back: bool = False
 
     @property
     def failed(self) -> bool:
@@ -76,18 +115,34 @@ class BatchResult:
 
     @property
     def caught_up(self) -> bool:
-        return not self.failed and self.position >= self.head
+        return not self.failed and not self.more and not self.held_back
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a batch starts: the tracking row as read, and the log position it means."""
+
+    tracked: Tracked
+    log_position: LogPosition
+
+    @property
+    def position(self) -> int:
+        return self.tracked[0]
 
 
 class _EventFailedError(Exception):
-    """The event at `position` could not be applied; `before` are the batch's earlier events."""
+    """The event at `failed` could not be applied; `before` are the batch's earlier events."""
 
     def __init__(
-        self, start: int, position: int, cause: BaseException, before: Sequence[Positioned]
+        self,
+        start: _Start,
+        failed: LogPosition,
+        cause: BaseException,
+        before: Sequence[Positioned],
     ) -> None:
-        super().__init__(f"event at position {position}: {cause!r}")
+        super().__init__(f"event at position {failed.event_id}: {cause!r}")
         self.start = start
-        self.position = position
+        self.failed = failed
         self.cause = cause
         self.before = before
 
@@ -95,7 +150,7 @@ class _EventFailedError(Exception):
 class _BatchWriteError(Exception):
     """Writing a batch of several events failed in the database; which event is unknown."""
 
-    def __init__(self, start: int, end: int, count: int, cause: BaseException) -> None:
+    def __init__(self, start: _Start, end: LogPosition, count: int, cause: BaseException) -> None:
         super().__init__(repr(cause))
         self.start = start
         self.end = end
@@ -113,6 +168,10 @@ def _is_data_error(error: DBAPIError) -> bool:
     )
 
 
+def _log_position_of(item: Positioned) -> LogPosition:
+    return LogPosition(item.tx_id, item.position)
+
+
 class Runner:
     """Catches projections up with an application's event store, into a read database."""
 
@@ -123,11 +182,15 @@ class Runner:
         projections: Iterable[Projection],
         *,
         idle_timeout_seconds: int = 600,
+        event_log: EventLog | None = None,
+        held_back_wait_seconds: float = HELD_BACK_WAIT_SECONDS,
     ) -> None:
         self.app = app
         self.engine = engine
         self.projections = {projection.name: projection for projection in projections}
         self.idle_timeout_seconds = idle_timeout_seconds
+        self.log: EventLog = event_log or event_log_for(app.recorder)
+        self.held_back_wait_seconds = held_back_wait_seconds
         self.listeners: list[PositionListener] = []
 
     @property
@@ -143,7 +206,7 @@ class Runner:
 
     def head(self) -> int:
         """The newest position in the event store (0 when it is empty)."""
-        return self.app.recorder.max_notification_id() or 0
+        return self.log.head()
 
     # ------------------------------------------------------------------ public
 
@@ -153,18 +216,15 @@ class Runner:
         if batch_size < 1:
             msg = "batch_size must be at least 1"
             raise ValueError(msg)
-        start, idle = self._idle_result(name)
-        if idle is not None:
-            return idle
         try:
-            result = self._batch(projection, batch_size, start)
+            result = self._batch(projection, batch_size)
         except _EventFailedError as failure:
             result = self._stop_at(projection, failure)
         except _BatchWriteError as failure:
             result = self._find_failing_event(projection, failure)
-        if result.position != result.start or result.failed:
+        if result.log_position != result.start_log_position or result.failed:
             for listener in self.listeners:
-                listener(name, result.position)
+                listener(name, result.log_position)
         return result
 
     def catch_up_fully(
@@ -175,25 +235,36 @@ class Runner:
         max_seconds: float | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> BatchResult:
-        """Run batches until caught up, stopped by a failure, or out of time."""
+        """Run batches until caught up, stopped by a failure, or out of time.
+
+        Events held above the watermark are waited for (each batch polls up to
+        `held_back_wait_seconds`); if a batch's wait runs out with nothing moved, it returns
+        with `held_back` set rather than spin on a long transaction.
+        """
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
-        start: int | None = None
+        first: BatchResult | None = None
         applied = 0
         while True:
             result = self.catch_up(name, batch_size)
-            start = result.start if start is None else start
+            first = first or result
             applied += result.applied
             out_of_time = deadline is not None and time.monotonic() >= deadline
             stopping = should_stop is not None and should_stop()
-            if result.caught_up or result.failed or out_of_time or stopping:
+            stalled = result.log_position == result.start_log_position
+            done = not result.more and (not result.held_back or stalled)
+            if result.failed or out_of_time or stopping or done:
                 return BatchResult(
                     name=name,
-                    start=start,
+                    start=first.start,
                     position=result.position,
                     head=result.head,
                     applied=applied,
                     error=result.error,
                     error_position=result.error_position,
+                    log_position=result.log_position,
+                    start_log_position=first.start_log_position,
+                    more=result.more,
+                    held_back=result.held_back,
                 )
 
     def catch_up_many(
@@ -219,23 +290,34 @@ class Runner:
             }
         return {name: future.result() for name, future in futures.items()}
 
-    # ------------------------------------------------------------------ batches
+    # ------------------------------------------------------------------ positions
 
-    def _idle_result(self, name: str) -> tuple[int, BatchResult | None]:
-        """The tracked position, and a result when there is nothing to do.
+    def _start(self, tracked: Tracked) -> _Start:
+        """The log position a tracking row means.
 
-        Checked without the lock, so idle wake-ups take no write lock.
+        A row tracked before the pair existed has only its position P: every event up to P
+        was written under the table lock, in id order, so the log position of event P (or
+        of the newest event below it) covers exactly those events.
         """
+        position, log_position = tracked
+        if log_position is None:
+            log_position = self.log.locate(position) or LogPosition(0, position)
+        return _Start(tracked, log_position)
+
+    @staticmethod
+    def _tracked_of(found: Tracking | None) -> Tracked:
+        if found is None:
+            return 0, LOG_START  # what `ensure_tracking` will write
+        return found.position, found.log_position
+
+    def _tracked(self, name: str) -> _Start:
+        """The projection's committed position, read without its lock."""
         with self.engine.connect() as connection:
             found = get_tracking(connection, name)
-        head = self.head()
-        position = found.position if found is not None else 0
-        if found is not None and found.state == STATE_OK and position >= head:
-            return position, BatchResult(name, position, position, head, 0)
-        return position, None
+        return self._start(self._tracked_of(found))
 
-    def _lock(self, connection: Connection, name: str) -> tuple[int, int]:
-        """Take the projection's lock, then read its position and active version."""
+    def _lock(self, connection: Connection, name: str) -> tuple[Tracked, int]:
+        """Take the projection's lock, then read its tracking row and active version."""
         lock_projection(connection, name, idle_timeout_seconds=self.idle_timeout_seconds)
         found = None
         if connection.dialect.name == "postgresql":
@@ -245,97 +327,129 @@ class Runner:
             ensure_tracking(connection, name)
             found = get_tracking(connection, name)
         assert found is not None
-        return found.position, found.version
+        return self._tracked_of(found), found.version
 
-    def _read(
-        self, projection: Projection, start: int, head: int, limit: int
-    ) -> list[Notification]:
-        return list(
-            self.app.recorder.select_notifications(
-                start, limit, stop=head, topics=projection.topics, inclusive_of_start=False
-            )
-        )
+    # ------------------------------------------------------------------ batches
 
-    def _decode(self, start: int, notifications: Sequence[Notification]) -> list[Positioned]:
+    def _read(self, projection: Projection, start: _Start, limit: int) -> LogRead:
+        """Read after `start`; if only held-back events are ahead, poll until they pass."""
+        deadline = time.monotonic() + self.held_back_wait_seconds
+        pause = FIRST_HELD_BACK_PAUSE_SECONDS
+        while True:
+            read = self.log.read(start.log_position, start.position, projection.topics, limit)
+            if read.events or read.end != start.log_position or not read.held_back:
+                return read
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return read
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, MAX_HELD_BACK_PAUSE_SECONDS)
+
+    def _decode(self, start: _Start, read: LogRead) -> list[Positioned]:
         decoded: list[Positioned] = []
-        for notification in notifications:
+        for logged in read.events:
+            notification = logged.notification
             try:
                 event = self.app.mapper.to_domain_event(notification)
             except Exception as error:
-                raise _EventFailedError(start, notification.id, error, decoded) from error
-            decoded.append(Positioned(notification.id, notification.topic, event))
+                raise _EventFailedError(start, logged.log_position, error, decoded) from error
+            decoded.append(
+                Positioned(notification.id, notification.topic, event, logged.log_position.tx_id)
+            )
         return decoded
 
-    def _tracked_position(self, name: str) -> int:
-        """The projection's committed position, read without its lock (0 if untracked)."""
-        with self.engine.connect() as connection:
-            found = get_tracking(connection, name)
-        return found.position if found is not None else 0
-
-    def _batch(self, projection: Projection, limit: int, start: int | None = None) -> BatchResult:
-        """Read the events after `start`, then apply them under the lock if still there.
+    def _batch(self, projection: Projection, limit: int) -> BatchResult:
+        """Read the events after the tracked position, then apply them under the lock if
+        the tracking row still says the same.
 
         The event store is read *before* the read-database transaction begins, never while
         holding its lock: in embedded mode both are one SQLite file, and the store's
         writers hold its connection pool's writer slot while they wait for the file's
         write lock, so a runner asking that pool for a connection while holding the file's
         write lock deadlocks with them (until timeouts fail commands and batches alike).
-        Taking the lock afterwards and checking that the tracked position is still `start`
-        keeps every event counted exactly once, however many runners race.
+        Taking the lock afterwards and checking the tracking row keeps every event counted
+        exactly once, however many runners race.
         """
         name = projection.name
-        if start is None:
-            start = self._tracked_position(name)
-        head = start
+        start = self._tracked(name)
+        read: LogRead | None = None
         for _ in range(MAX_RACES):
-            head = self.head()
-            if head <= start:
-                return BatchResult(name, start, start, head, 0)
-            notifications = self._read(projection, start, head, limit)
-            end = head if len(notifications) < limit else notifications[-1].id
-            events = self._decode(start, notifications)
+            read = self._read(projection, start, limit)
+            untracked_pair = start.tracked[1] is None  # convert it, even with nothing new
+            if not read.events and read.end == start.log_position and not untracked_pair:
+                return self._unchanged(name, start, read)
+            events = self._decode(start, read)
             with self.engine.begin() as connection:
-                locked_start, version = self._lock(connection, name)
-                if locked_start == start:
-                    self._apply(projection, connection, events, start, end)
-                    advance(connection, name, version, end)
-                    self._notify(connection, name, end)
-            if locked_start == start:
-                return BatchResult(name, start, end, head, len(events))
-            # Another runner applied a batch meanwhile: read again from where it stopped.
-            start = locked_start
-        return BatchResult(name, start, start, head, 0)
+                tracked, version = self._lock(connection, name)
+                won = tracked == start.tracked
+                if won:
+                    self._apply(projection, connection, events, start, read.end)
+                    advance(connection, name, version, read.passed, read.end)
+                    self._notify(connection, name, read.end, read.passed)
+            if won:
+                return BatchResult(
+                    name,
+                    start.position,
+                    read.passed,
+                    read.head,
+                    len(events),
+                    log_position=read.end,
+                    start_log_position=start.log_position,
+                    more=read.more,
+                    held_back=read.held_back,
+                )
+            # Another runner applied a batch meanwhile: read again from where it stopped
+            # (the store is read only now, with the read database's lock released).
+            start = self._start(tracked)
+        assert read is not None
+        return self._unchanged(name, start, read)
+
+    @staticmethod
+    def _unchanged(name: str, start: _Start, read: LogRead) -> BatchResult:
+        return BatchResult(
+            name,
+            start.position,
+            start.position,
+            read.head,
+            0,
+            log_position=start.log_position,
+            start_log_position=start.log_position,
+            held_back=read.held_back,
+        )
 
     @staticmethod
     def _apply(
         projection: Projection,
         connection: Connection,
         events: Sequence[Positioned],
-        start: int,
-        end: int,
+        start: _Start,
+        end: LogPosition,
     ) -> None:
         try:
             projection.apply(connection, events)
         except HandlerError as error:
-            raise _EventFailedError(
-                start, error.position, error.cause, events[: error.index]
-            ) from error
+            failed = _log_position_of(events[error.index])
+            raise _EventFailedError(start, failed, error.cause, events[: error.index]) from error
         except DBAPIError as error:
             if not _is_data_error(error):
                 raise
             if len(events) == 1:
-                raise _EventFailedError(start, events[0].position, error, []) from error
+                raise _EventFailedError(start, _log_position_of(events[0]), error, []) from error
             raise _BatchWriteError(start, end, len(events), error) from error
 
     def _stop_at(self, projection: Projection, failure: _EventFailedError) -> BatchResult:
         """Apply the events before the failed one, stop just before it, record the error."""
         name = projection.name
         error = _describe(failure.cause)
-        stop = failure.position - 1
+        failed_id = failure.failed.event_id
+        # Just before the failed event in read order: everything before it is processed.
+        stop_at = LogPosition(failure.failed.tx_id, failed_id - 1)
+        stop = max(failure.start.position, failed_id - 1)
+        previous: Tracking | None = None
         try:
             with self.engine.begin() as connection:
-                start, version = self._lock(connection, name)
-                moved = start != failure.start
+                tracked, version = self._lock(connection, name)
+                moved = tracked != failure.start.tracked
                 if not moved:
                     previous = get_tracking(connection, name, version)
                     projection.apply(connection, failure.before)
@@ -344,47 +458,59 @@ class Runner:
                         name,
                         version,
                         position=stop,
-                        error_position=failure.position,
+                        log_position=stop_at,
+                        error_position=failed_id,
                         error=error,
                     )
-                    self._notify(connection, name, stop)
+                    self._notify(connection, name, stop_at, stop)
         except (HandlerError, DBAPIError) as again:
             if isinstance(again, DBAPIError) and not _is_data_error(again):
                 raise
             # The earlier events fail once written together: find the culprit one by one.
             return self._find_failing_event(
                 projection,
-                _BatchWriteError(failure.start, failure.position, len(failure.before) + 1, again),
+                _BatchWriteError(failure.start, failure.failed, len(failure.before) + 1, again),
             )
         if moved:
             # Another runner moved on meanwhile: its outcome stands. (The store is read
             # only now, with the read database's lock released.)
-            return BatchResult(name, start, start, self.head(), 0)
+            start = self._start(tracked)
+            return BatchResult(
+                name,
+                start.position,
+                start.position,
+                self.head(),
+                0,
+                log_position=start.log_position,
+                start_log_position=start.log_position,
+            )
         repeated = (
             previous is not None
             and previous.state == STATE_FAILED
-            and previous.error_position == failure.position
+            and previous.error_position == failed_id
             and previous.last_error == error
         )
         if repeated:
             # Retried every run until fixed: say it once with the traceback, then briefly.
-            log.warning("projection %s still stopped at event %s", name, failure.position)
+            log.warning("projection %s still stopped at event %s", name, failed_id)
         else:
             log.error(
                 "projection %s stopped at event %s: %s",
                 name,
-                failure.position,
+                failed_id,
                 error,
                 exc_info=failure.cause,
             )
         return BatchResult(
             name,
-            failure.start,
+            failure.start.position,
             stop,
             self.head(),
             len(failure.before),
             error=error,
-            error_position=failure.position,
+            error_position=failed_id,
+            log_position=stop_at,
+            start_log_position=failure.start.log_position,
         )
 
     def _find_failing_event(self, projection: Projection, failure: _BatchWriteError) -> BatchResult:
@@ -395,20 +521,34 @@ class Runner:
             failure.count,
             failure,
         )
-        result = BatchResult(projection.name, failure.start, failure.start, self.head(), 0)
+        start = failure.start
+        result = BatchResult(
+            projection.name,
+            start.position,
+            start.position,
+            self.head(),
+            0,
+            log_position=start.log_position,
+            start_log_position=start.log_position,
+        )
         for _ in range(failure.count):
             try:
                 result = self._batch(projection, 1)
             except _EventFailedError as single:
                 return self._stop_at(projection, single)
-            if result.position >= failure.end:
+            if result.log_position >= failure.end:
                 break
         return result
 
-    def _notify(self, connection: Connection, name: str, position: int) -> None:
+    def _notify(
+        self, connection: Connection, name: str, log_position: LogPosition, position: int
+    ) -> None:
         """Tell waiting readers the new position, delivered by PostgreSQL at commit."""
         if connection.dialect.name == "postgresql":
             connection.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": POSITIONS_CHANNEL, "payload": f"{name}:{position}"},
+                {
+                    "channel": POSITIONS_CHANNEL,
+                    "payload": notify_payload(name, log_position, position),
+                },
             )

@@ -171,9 +171,18 @@ projection_tracking = Table(
     Column("name", String(100), primary_key=True),
     Column("version", Integer, primary_key=True),
     Column("is_active", Boolean, nullable=False),
-    # Every event up to `position` (global store position) has been processed, including
-    # the events this projection ignores.
+    # The newest store position (notification id) the projection has passed, including
+    # events it ignores. With one writer at a time (SQLite) every event up to it has been
+    # processed; on PostgreSQL an event with a lower id whose transaction ended later may
+    # still be ahead (the pair below says exactly what has been processed).
     Column("position", BigInteger, nullable=False),
+    # Where the projection stands in the order it reads the log, (tx_id, notification_id)
+    # on PostgreSQL and (0, notification_id) on SQLite: every event at or before this pair
+    # has been processed. `position` above is the newest event id it has passed, which
+    # clients see; this pair is what the runner resumes from. NULL in a row tracked before
+    # the pair existed: the runner works it out from `position` on its next batch.
+    Column("log_tx_id", BigInteger, nullable=True),
+    Column("log_event_id", BigInteger, nullable=True),
     Column("state", String(20), nullable=False),
     Column("last_error", Text, nullable=True),
     Column("error_position", BigInteger, nullable=True),

@@ -1,15 +1,17 @@
 """Rows of `projection_tracking`: how far each projection has got, and how it is doing.
 
-A projection is at position P when it has processed every event of the store up to P,
-including those it ignores. The row is written in the same transaction as the rows the
-projection derived from those events, which is what makes a batch count exactly once.
+Two things say how far: the `LogPosition` pair the runner resumes from (every event at or
+before it, in the order the log is read, has been processed, including those the
+projection ignores), and `position`, the newest store position (notification id) passed,
+which clients see. The row is written in the same transaction as the rows the projection
+derived from those events, which is what makes a batch count exactly once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select, update
 
@@ -22,14 +24,36 @@ STATE_FAILED = "failed"
 FIRST_VERSION = 1
 
 
+class LogPosition(NamedTuple):
+    """A place in the order projections read the log: `(tx_id, event_id)`, compared as a pair.
+
+    On PostgreSQL `tx_id` is the id of the transaction that wrote the event and `event_id`
+    its notification id; on SQLite (one writer at a time, ids commit in order) `tx_id` is
+    always 0. A projection at P has processed every event at or before P. `(t, 0)` is just
+    before every event transaction `t` wrote: the runner stands there when it has read
+    everything below a watermark `t`.
+    """
+
+    tx_id: int
+    event_id: int
+
+
+LOG_START = LogPosition(0, 0)
+
+
 @dataclass(frozen=True)
 class Tracking:
-    """One version of one projection: its position, and the error that stopped it if any."""
+    """One version of one projection: its position, and the error that stopped it if any.
+
+    `log_position` is None in a row written before the pair was tracked (the runner works
+    it out from `position`).
+    """
 
     name: str
     version: int
     is_active: bool
     position: int
+    log_position: LogPosition | None
     state: str
     last_error: str | None
     error_position: int | None
@@ -43,6 +67,11 @@ def _tracking(row: Any) -> Tracking:
         version=row.version,
         is_active=bool(row.is_active),
         position=int(row.position),
+        log_position=(
+            None
+            if row.log_tx_id is None or row.log_event_id is None
+            else LogPosition(int(row.log_tx_id), int(row.log_event_id))
+        ),
         state=row.state,
         last_error=row.last_error,
         error_position=row.error_position,
@@ -65,6 +94,8 @@ def ensure_tracking(connection: Connection, name: str, version: int = FIRST_VERS
                 "version": version,
                 "is_active": version == FIRST_VERSION,
                 "position": 0,
+                "log_tx_id": LOG_START.tx_id,
+                "log_event_id": LOG_START.event_id,
                 "state": STATE_OK,
                 "updated_at": datetime.now(UTC),
             }
@@ -97,19 +128,41 @@ def projection_position(connection: Connection, name: str) -> int:
     return int(found or 0)
 
 
+def projection_progress(connection: Connection, name: str) -> tuple[int, LogPosition | None]:
+    """The serving version's position and log position, in one read.
+
+    `(0, LOG_START)` before its first batch; the log position is None in a row written
+    before the pair was tracked.
+    """
+    row = connection.execute(
+        select(tracking.c.position, tracking.c.log_tx_id, tracking.c.log_event_id).where(
+            tracking.c.name == name, tracking.c.is_active.is_(True)
+        )
+    ).first()
+    if row is None:
+        return 0, LOG_START
+    if row.log_tx_id is None or row.log_event_id is None:
+        return int(row.position), None
+    return int(row.position), LogPosition(int(row.log_tx_id), int(row.log_event_id))
+
+
 def all_tracking(connection: Connection) -> list[Tracking]:
     """Every tracked projection version, by name then version."""
     rows = connection.execute(select(tracking).order_by(tracking.c.name, tracking.c.version))
     return [_tracking(row) for row in rows]
 
 
-def advance(connection: Connection, name: str, version: int, position: int) -> None:
+def advance(
+    connection: Connection, name: str, version: int, position: int, log_position: LogPosition
+) -> None:
     """Record a successful batch: a new position, and no error any more."""
     connection.execute(
         update(tracking)
         .where(tracking.c.name == name, tracking.c.version == version)
         .values(
             position=position,
+            log_tx_id=log_position.tx_id,
+            log_event_id=log_position.event_id,
             state=STATE_OK,
             last_error=None,
             error_position=None,
@@ -125,6 +178,7 @@ def record_failure(
     version: int,
     *,
     position: int,
+    log_position: LogPosition,
     error_position: int,
     error: str,
 ) -> None:
@@ -135,6 +189,8 @@ def record_failure(
         .where(tracking.c.name == name, tracking.c.version == version)
         .values(
             position=position,
+            log_tx_id=log_position.tx_id,
+            log_event_id=log_position.event_id,
             state=STATE_FAILED,
             last_error=error,
             error_position=error_position,
