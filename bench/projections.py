@@ -29,7 +29,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +43,10 @@ from bookstore.settings import Settings
 from projections.book_listing import BookListingProjection
 from projections.runner import POSITIONS_CHANNEL, Runner
 from read_model.tables import book_listing, projection_tracking
+from tests.factories import random_isbn13, random_price
 from write_model.application import Bookstore
 from write_model.book import Book
 from write_model.context import CommandContext
-from write_model.isbn import isbn13_check_digit
 
 REDIS_URL = os.environ.get("BOOKSTORE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
@@ -70,11 +69,6 @@ def settings_for(url: str, broker_url: str | None = None) -> Settings:
     )
 
 
-def random_isbn(rng: random.Random) -> str:
-    body = "978" + "".join(rng.choices("0123456789", k=9))
-    return body + str(isbn13_check_digit(body))
-
-
 def store_books(app: Bookstore, events: int, events_per_book: int, rng: random.Random) -> None:
     """Save `events` Book events in bulk (not timed): 1,000 events per transaction."""
     books_per_save = max(1, 1000 // events_per_book)
@@ -83,8 +77,8 @@ def store_books(app: Bookstore, events: int, events_per_book: int, rng: random.R
         book = Book.register(
             title=f"Bench title {n} {rng.random():.6f}",
             author=rng.choice(("Ursula K. Le Guin", "Frank Herbert", "Jane Austen", "Anon")),
-            isbn=random_isbn(rng),
-            price=Decimal(rng.randint(100, 9999)) / 100,
+            isbn=random_isbn13(rng),
+            price=random_price(rng),
             stock=rng.randint(0, 50),
             category=rng.choice(("sf", "fantasy", "classic", "poetry")),
         )
@@ -92,7 +86,7 @@ def store_books(app: Bookstore, events: int, events_per_book: int, rng: random.R
             if step % 2 == 0:
                 book.restock(rng.randint(1, 5))
             else:
-                book.change_details(price=Decimal(rng.randint(100, 9999)) / 100)
+                book.change_details(price=random_price(rng))
         pending.append(book)
         if len(pending) == books_per_save:
             app.save(*pending)
@@ -272,7 +266,7 @@ def run_commands(container: Container, seconds: float) -> tuple[int, list[tuple[
             ctx,
             title=f"Lag {n}",
             author="Bench",
-            isbn=random_isbn(rng),
+            isbn=random_isbn13(rng),
             price="9.99",
             stock=1_000_000,
             category="bench",
@@ -329,7 +323,7 @@ def lag_bench(seconds: float) -> Lag:
                         CommandContext.system("bench-warm"),
                         title="Warm",
                         author="Bench",
-                        isbn=random_isbn(random.Random(1)),
+                        isbn=random_isbn13(random.Random(1)),
                         price="1.00",
                         stock=1,
                         category="b",

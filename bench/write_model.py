@@ -27,10 +27,10 @@ from eventsourcing.persistence import IntegrityError
 
 from adapters.engines import event_store_env
 from bench.common import ADMIN_URL, fresh_database
+from tests.factories import random_isbn13
 from write_model.application import Bookstore
 from write_model.cart import Cart
 from write_model.context import CommandContext
-from write_model.isbn import isbn13_check_digit
 from write_model.key_index import KeyIndex
 from write_model.user import User
 
@@ -134,11 +134,6 @@ class CountingBookstore(Bookstore):
             raise
 
 
-def random_isbn(rng: random.Random) -> str:
-    body = "978" + "".join(rng.choices("0123456789", k=9))
-    return body + str(isbn13_check_digit(body))
-
-
 def fill_carts(app: Bookstore, catalogue: list[UUID], count: int, rng: random.Random) -> list[UUID]:
     """Users with a cart of 1-2 books each. Not timed, so saved in bulk, 100 users a save:
     the same aggregates `register_user` and `add_to_cart` would make."""
@@ -168,7 +163,7 @@ def place_order_run(threads: int, scale: float) -> Run:
                     ctx,
                     title=f"Bench book {n}",
                     author="Bench",
-                    isbn=random_isbn(rng),
+                    isbn=random_isbn13(rng),
                     price=Decimal("12.34"),
                     stock=1_000_000,
                     category="bench",

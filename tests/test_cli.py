@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from bookstore import bootstrap
 from bookstore.cli import app as cli
 from bookstore.settings import get_settings
-from tests.unit.builders import ctx
+from tests.factories import ctx
 from write_model.values import Role
 
 runner = CliRunner()

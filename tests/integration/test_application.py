@@ -16,15 +16,8 @@ from sqlalchemy import select
 from adapters.write_tables import credentials
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
-from tests.unit.builders import (
-    ORDER_PLACED,
-    all_notifications,
-    count_topic,
-    ctx,
-    new_book,
-    new_customer,
-    topic_counts,
-)
+from tests.event_log import ORDER_PLACED, all_notifications, count_topic, topic_counts
+from tests.factories import ctx, new_book, new_customer
 from write_model.application import Bookstore, event_metadata
 from write_model.context import CommandContext
 from write_model.errors import (

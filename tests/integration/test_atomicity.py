@@ -14,7 +14,8 @@ from uuid import UUID
 import pytest
 
 from bookstore.bootstrap import Container
-from tests.unit.builders import ORDER_PLACED, count_topic, ctx, new_book, new_customer, topic_counts
+from tests.event_log import ORDER_PLACED, count_topic, topic_counts
+from tests.factories import ctx, new_book, new_customer
 from write_model.application import Bookstore
 from write_model.book import Book
 from write_model.cart import Cart

@@ -20,7 +20,8 @@ from adapters.write_tables import credentials
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
 from tests.conftest import make_settings
-from tests.unit.builders import ORDER_PLACED, count_topic, ctx, new_book, new_customer
+from tests.event_log import ORDER_PLACED, count_topic
+from tests.factories import ctx, new_book, new_customer
 from write_model.application import PlacedOrder
 from write_model.book import Book
 from write_model.errors import DuplicateKeyError, InsufficientStockError

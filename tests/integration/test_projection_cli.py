@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bookstore import bootstrap
 from tests.conftest import TEST_SECRET, make_settings
-from tests.unit.builders import book_fields, ctx
+from tests.factories import book_payload, ctx
 
 BOOKSTORE = str(Path(sys.executable).parent / "bookstore")
 
@@ -30,7 +30,7 @@ def test_status_shows_the_lag_and_catch_up_clears_it(database_url: str) -> None:
     bootstrap.migrate(settings)
     container = bootstrap.build(settings)
     try:
-        container.write_app.register_book(ctx(), **book_fields())
+        container.write_app.register_book(ctx(), **book_payload())
         head = container.write_app.head()
     finally:
         container.close()

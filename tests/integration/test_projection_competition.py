@@ -12,7 +12,7 @@ from projections.book_listing import BookListingProjection
 from projections.runner import Runner
 from read_model.tables import book_listing
 from tests.conftest import make_settings
-from tests.integration.test_projection_support import (
+from tests.integration.projection_support import (
     CountingProjection,
     application_counts,
     applications_metadata,

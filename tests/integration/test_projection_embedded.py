@@ -13,7 +13,7 @@ from bookstore import bootstrap
 from bookstore.bootstrap import Container
 from read_model.books import get_book
 from tests.conftest import make_settings
-from tests.unit.builders import book_fields, ctx
+from tests.factories import book_payload, ctx
 
 
 def test_commands_become_visible_without_anything_but_the_serving_process(
@@ -21,7 +21,7 @@ def test_commands_become_visible_without_anything_but_the_serving_process(
 ) -> None:
     container.start()
     app = container.write_app
-    book = app.register_book(ctx(), **book_fields(title="Embedded", stock=1))
+    book = app.register_book(ctx(), **book_payload(title="Embedded", stock=1))
     position = app.restock_book(ctx(), book.id, 4)
 
     assert container.wait_for_position("book_listing", position, timeout=10)
@@ -51,7 +51,7 @@ def count_statements(container: Container) -> list[str]:
 def test_waiting_for_a_position_nobody_reaches_times_out_without_hammering(
     container: Container,
 ) -> None:
-    position = container.write_app.register_book(ctx(), **book_fields()).position
+    position = container.write_app.register_book(ctx(), **book_payload()).position
     statements = count_statements(container)
 
     started = time.monotonic()
@@ -73,7 +73,7 @@ def test_a_waiter_is_woken_by_a_runner_in_another_process_through_notify(
     reader = bootstrap.build(settings)  # waits; never runs a projection itself
     worker = bootstrap.build(settings)  # stands for a worker process
     try:
-        position = reader.write_app.register_book(ctx(), **book_fields()).position
+        position = reader.write_app.register_book(ctx(), **book_payload()).position
         statements = count_statements(reader)
         timer = threading.Timer(
             0.3, worker.projections.runner.catch_up_fully, args=("book_listing",)

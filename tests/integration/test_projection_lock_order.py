@@ -20,7 +20,7 @@ from bookstore import bootstrap
 from bookstore.bootstrap import Container
 from read_model.tables import user_directory
 from tests.conftest import make_settings
-from tests.unit.builders import book_fields, ctx
+from tests.factories import book_payload, ctx
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_the_runner_reads_the_store_only_outside_read_transactions(
 
     app = container.write_app
     for _ in range(3):
-        book = app.register_book(ctx(), **book_fields(stock=2))
+        book = app.register_book(ctx(), **book_payload(stock=2))
         app.restock_book(ctx(), book.id, 1)
     monkeypatch.setattr(recorder, "max_notification_id", guarded("max_notification_id"))
     monkeypatch.setattr(recorder, "select_notifications", guarded("select_notifications"))

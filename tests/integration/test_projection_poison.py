@@ -18,7 +18,7 @@ from projections.rows import Row
 from projections.runner import Runner
 from read_model.tables import book_listing
 from tests.conftest import make_settings
-from tests.unit.builders import book_fields, ctx
+from tests.factories import book_payload, ctx
 from write_model.book import Book
 
 POISON_TITLE = "Poison"
@@ -55,10 +55,10 @@ def test_a_failing_handler_stops_the_projection_at_that_event_until_it_succeeds(
     container: Container, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = container.write_app
-    app.register_book(ctx(), **book_fields(title="A before"))
-    app.register_book(ctx(), **book_fields(title="B before"))
-    poison = app.register_book(ctx(), **book_fields(title=POISON_TITLE)).position
-    app.register_book(ctx(), **book_fields(title="C after"))
+    app.register_book(ctx(), **book_payload(title="A before"))
+    app.register_book(ctx(), **book_payload(title="B before"))
+    poison = app.register_book(ctx(), **book_payload(title=POISON_TITLE)).position
+    app.register_book(ctx(), **book_payload(title="C after"))
     head = app.head()
     picky = PickyBookListing()
     runner = Runner(app, container.read_engine, [picky])
@@ -104,7 +104,7 @@ def test_a_failing_handler_stops_the_projection_at_that_event_until_it_succeeds(
 
 def test_a_failure_in_a_one_event_batch_is_recorded_the_same_way(container: Container) -> None:
     app = container.write_app
-    poison = app.register_book(ctx(), **book_fields(title=POISON_TITLE)).position
+    poison = app.register_book(ctx(), **book_payload(title=POISON_TITLE)).position
     runner = Runner(app, container.read_engine, [PickyBookListing()])
 
     result = runner.catch_up("book_listing", batch_size=1)
@@ -139,9 +139,9 @@ def test_a_batch_the_database_refuses_is_narrowed_down_to_the_event_that_causes_
     container = bootstrap.build(settings)
     try:
         app = container.write_app
-        app.register_book(ctx(), **book_fields(title="A before"))
-        poison = app.register_book(ctx(), **book_fields(title=POISON_TITLE)).position
-        app.register_book(ctx(), **book_fields(title="C after"))
+        app.register_book(ctx(), **book_payload(title="A before"))
+        poison = app.register_book(ctx(), **book_payload(title=POISON_TITLE)).position
+        app.register_book(ctx(), **book_payload(title="C after"))
         runner = Runner(app, container.read_engine, [OverlongIsbnListing()])
 
         result = runner.catch_up_fully("book_listing", batch_size=100)

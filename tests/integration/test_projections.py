@@ -24,8 +24,8 @@ from read_model.tables import (
     user_directory,
 )
 from read_model.users import list_users
-from tests.integration.test_projection_support import table_rows
-from tests.unit.builders import book_fields, ctx
+from tests.factories import book_payload, ctx
+from tests.integration.projection_support import table_rows
 from write_model.order import OrderStatus
 from write_model.values import Role
 
@@ -60,7 +60,7 @@ def test_catch_up_builds_every_read_table_and_a_second_run_changes_nothing(
 ) -> None:
     app = container.write_app
     dune = app.register_book(
-        ctx(), **book_fields(title="Dune", author="Frank Herbert", price="9.99", stock=5)
+        ctx(), **book_payload(title="Dune", author="Frank Herbert", price="9.99", stock=5)
     ).id
     admin = app.register_user(ctx(), email="Boss@Example.com", password_hash="x").id
     app.change_role(ctx(), admin, Role.ADMIN)
@@ -118,7 +118,7 @@ def test_catch_up_builds_every_read_table_and_a_second_run_changes_nothing(
 
 def test_small_batches_build_the_same_rows_as_one_large_batch(container: Container) -> None:
     app = container.write_app
-    books = [app.register_book(ctx(), **book_fields()).id for _ in range(6)]
+    books = [app.register_book(ctx(), **book_payload()).id for _ in range(6)]
     for book in books[::2]:
         app.restock_book(ctx(), book, 3)
     app.change_book(ctx(), books[1], title="Renamed", price="1.50")
@@ -138,7 +138,7 @@ def test_small_batches_build_the_same_rows_as_one_large_batch(container: Contain
 
 def test_a_removed_book_leaves_the_listing(container: Container) -> None:
     app = container.write_app
-    book = app.register_book(ctx(), **book_fields()).id
+    book = app.register_book(ctx(), **book_payload()).id
     catch_up_all(container)
     app.remove_book(ctx(), book)
     catch_up_all(container)
@@ -150,7 +150,7 @@ def test_a_removed_book_leaves_the_listing(container: Container) -> None:
 def test_position_covers_the_events_a_projection_ignores(container: Container) -> None:
     app = container.write_app
     app.register_user(ctx(), email="only@example.com", password_hash="x")
-    head = app.register_book(ctx(), **book_fields()).id and app.head()
+    head = app.register_book(ctx(), **book_payload()).id and app.head()
 
     result = container.projections.runner.catch_up("order_history")
 
@@ -171,7 +171,7 @@ def test_list_books_filters_sorts_and_pages(container: Container) -> None:
     for title, author, price, stock, category in specs:
         ids[title] = app.register_book(
             ctx(),
-            **book_fields(title=title, author=author, price=price, stock=stock, category=category),
+            **book_payload(title=title, author=author, price=price, stock=stock, category=category),
         ).id
         time.sleep(0.002)  # distinct created_at
     catch_up_all(container)
@@ -225,7 +225,7 @@ def test_list_books_filters_sorts_and_pages(container: Container) -> None:
 
 def test_list_orders_newest_first_per_user(container: Container) -> None:
     app = container.write_app
-    book = app.register_book(ctx(), **book_fields(stock=50)).id
+    book = app.register_book(ctx(), **book_payload(stock=50)).id
     alice = app.register_user(ctx(), email="alice@example.com", password_hash="x").id
     bob = app.register_user(ctx(), email="bob@example.com", password_hash="x").id
     placed: dict[UUID, list[UUID]] = {alice: [], bob: []}
@@ -288,9 +288,9 @@ def test_list_users_filters_by_role_email_and_activity(container: Container) -> 
 
 def test_status_shows_lag_in_events_and_seconds_then_up_to_date(container: Container) -> None:
     app = container.write_app
-    app.register_book(ctx(), **book_fields())
+    app.register_book(ctx(), **book_payload())
     time.sleep(0.05)
-    head = app.register_book(ctx(), **book_fields()).id and app.head()
+    head = app.register_book(ctx(), **book_payload()).id and app.head()
 
     lagging = {status.name: status for status in container.projection_statuses()}
     assert lagging["book_listing"].lag_events == head

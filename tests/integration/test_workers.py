@@ -22,7 +22,8 @@ from read_model.orders import get_order
 from read_model.tables import book_listing
 from read_model.tracking import projection_position
 from tests.conftest import TEST_SECRET, make_settings
-from tests.integration.test_projection_support import (
+from tests.factories import book_payload, ctx
+from tests.integration.projection_support import (
     application_counts,
     applications_metadata,
     engine_for,
@@ -30,9 +31,8 @@ from tests.integration.test_projection_support import (
     save_books,
     table_rows,
 )
-from tests.integration.test_worker_app import SLEEP_ON_TITLE_ENV, SLEEPING_FILE_ENV
+from tests.integration.worker_app import SLEEP_ON_TITLE_ENV, SLEEPING_FILE_ENV
 from tests.services import fresh_postgres_database, fresh_redis_db
-from tests.unit.builders import book_fields, ctx
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -132,7 +132,7 @@ def test_a_real_worker_makes_commands_visible_and_a_burst_enqueues_one_task(
         queue = redis.Redis.from_url(broker_url)
         try:
             app = container.write_app
-            book = app.register_book(ctx(), **book_fields(stock=0)).id
+            book = app.register_book(ctx(), **book_payload(stock=0)).id
             started = time.monotonic()
             for _ in range(1000):
                 last = app.restock_book(ctx(), book, 1)
@@ -182,7 +182,7 @@ def test_commands_succeed_while_the_broker_is_down_and_projections_catch_up_afte
     bootstrap.migrate(make_settings(postgres_url))
     outage = build(postgres_url, DEAD_BROKER)
     try:
-        books = [outage.write_app.register_book(ctx(), **book_fields()).id for _ in range(5)]
+        books = [outage.write_app.register_book(ctx(), **book_payload()).id for _ in range(5)]
         head = outage.write_app.head()
         assert outage.projections.waker is not None
         assert outage.projections.waker.enqueued == 0
@@ -196,7 +196,7 @@ def test_commands_succeed_while_the_broker_is_down_and_projections_catch_up_afte
             with celery_worker(worker_env(postgres_url, broker_url), log):
                 # The worker catches up on start; a command afterwards wakes it as usual.
                 assert back.wait_for_position("book_listing", head, WAIT_SECONDS), log_tail(log)
-                later = back.write_app.register_book(ctx(), **book_fields())
+                later = back.write_app.register_book(ctx(), **book_payload())
                 assert back.wait_for_position("book_listing", later.position, WAIT_SECONDS)
             with back.read_engine.connect() as connection:
                 assert all(get_book(connection, book) is not None for book in books)
@@ -242,7 +242,7 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(
             broker_url,
             **{SLEEP_ON_TITLE_ENV: mark, SLEEPING_FILE_ENV: str(sleeping)},
         )
-        app = "tests.integration.test_worker_app"
+        app = "tests.integration.worker_app"
         with celery_worker(env, log, app=app) as doomed:
             wait_until(sleeping.exists, WAIT_SECONDS, "the marked event", log)
             # Mid-batch: events 101..150 are applied in the open transaction, not committed.

@@ -8,15 +8,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from tests.unit.builders import (
-    ORDER_PLACED,
-    all_notifications,
-    book_fields,
-    count_topic,
-    ctx,
-    new_book,
-    new_customer,
-)
+from tests.event_log import ORDER_PLACED, all_notifications, count_topic
+from tests.factories import book_payload, ctx, new_book, new_customer
 from write_model.application import Bookstore, event_metadata
 from write_model.context import CommandContext
 from write_model.errors import (
@@ -62,7 +55,7 @@ def test_every_event_carries_the_correlation_id_and_actor_of_its_command(app: Bo
 
     app.add_to_cart(CommandContext("req-cart", actor), user_id, book_id, 2)
     app.place_order(CommandContext("req-order", actor), user_id)
-    app.register_book(CommandContext.system("demo-data"), **book_fields())
+    app.register_book(CommandContext.system("demo-data"), **book_payload())
 
     events = [app.mapper.to_domain_event(n) for n in all_notifications(app)[start:]]
     metadata = [event_metadata(e) for e in events]
@@ -90,7 +83,7 @@ def test_no_stored_event_contains_a_password_hash(app: Bookstore) -> None:
 
 def test_each_command_returns_the_store_position_of_its_last_event(app: Bookstore) -> None:
     c = ctx()
-    book = app.register_book(c, **book_fields(stock=5))
+    book = app.register_book(c, **book_payload(stock=5))
     assert book.position == head(app)
     other_book = new_book(app)
     user = app.register_user(c, email="a@example.com", password_hash="h")
@@ -126,7 +119,7 @@ def test_each_command_returns_the_store_position_of_its_last_event(app: Bookstor
 def test_a_command_that_changes_nothing_returns_the_head_and_records_nothing(
     app: Bookstore,
 ) -> None:
-    user_id = new_customer(app)
+    user_id = new_customer(app, full_name="")
     before = head(app)
     assert app.clear_cart(ctx(), user_id) == before
     assert app.change_user_profile(ctx(), user_id, full_name="") == before

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from tests.unit.builders import book_fields
+from tests.factories import book_payload
 from write_model.book import AUTHOR_MAX, CATEGORY_MAX, TITLE_MAX, Book
 from write_model.errors import BookUnavailableError, InsufficientStockError, InvalidValueError
 
@@ -17,7 +17,9 @@ def event_names(book: Book) -> list[str]:
 
 
 def test_a_registered_book_keeps_its_details_and_is_live() -> None:
-    book = Book.register(**book_fields(title="  Dune ", author="Frank Herbert", category="sf"))
+    book = Book.register(
+        **book_payload(title="  Dune ", author="Frank Herbert", price="12.50", category="sf")
+    )
 
     assert (book.title, book.author, book.category) == ("Dune", "Frank Herbert", "sf")
     assert book.price == Decimal("12.50")
@@ -30,10 +32,10 @@ def test_a_registered_book_keeps_its_details_and_is_live() -> None:
     ("field", "limit"), [("title", TITLE_MAX), ("author", AUTHOR_MAX), ("category", CATEGORY_MAX)]
 )
 def test_text_fields_must_be_non_empty_and_within_their_length(field: str, limit: int) -> None:
-    assert getattr(Book.register(**book_fields(**{field: "x" * limit})), field) == "x" * limit
+    assert getattr(Book.register(**book_payload(**{field: "x" * limit})), field) == "x" * limit
     for bad in ["", "   ", "x" * (limit + 1)]:
         with pytest.raises(InvalidValueError) as caught:
-            Book.register(**book_fields(**{field: bad}))
+            Book.register(**book_payload(**{field: bad}))
         assert caught.value.field == field
 
 
@@ -50,7 +52,7 @@ def test_text_fields_must_be_non_empty_and_within_their_length(field: str, limit
     ],
 )
 def test_an_isbn_is_stored_as_its_isbn13(given: str, stored: str) -> None:
-    assert Book.register(**book_fields(isbn=given)).isbn == stored
+    assert Book.register(**book_payload(isbn=given)).isbn == stored
 
 
 @pytest.mark.parametrize(
@@ -69,7 +71,7 @@ def test_an_isbn_is_stored_as_its_isbn13(given: str, stored: str) -> None:
 )
 def test_an_isbn_with_a_bad_checksum_or_shape_is_refused(isbn: str) -> None:
     with pytest.raises(InvalidValueError) as caught:
-        Book.register(**book_fields(isbn=isbn))
+        Book.register(**book_payload(isbn=isbn))
     assert caught.value.field == "isbn"
 
 
@@ -86,7 +88,7 @@ def test_an_isbn_with_a_bad_checksum_or_shape_is_refused(isbn: str) -> None:
     ],
 )
 def test_a_price_is_kept_with_two_decimal_places(given: object, stored: str) -> None:
-    price = Book.register(**book_fields(price=given)).price
+    price = Book.register(**book_payload(price=given)).price
     assert price == Decimal(stored)
     assert str(price) == stored
 
@@ -96,19 +98,19 @@ def test_a_price_is_kept_with_two_decimal_places(given: object, stored: str) -> 
 )
 def test_a_price_out_of_range_or_finer_than_a_cent_is_refused(price: object) -> None:
     with pytest.raises(InvalidValueError) as caught:
-        Book.register(**book_fields(price=price))
+        Book.register(**book_payload(price=price))
     assert caught.value.field == "price"
 
 
 @pytest.mark.parametrize("stock", [-1, 1.5, True, "3"])
 def test_stock_must_be_a_whole_number_not_below_zero(stock: object) -> None:
     with pytest.raises(InvalidValueError):
-        Book.register(**book_fields(stock=stock))
-    assert Book.register(**book_fields(stock=0)).stock == 0
+        Book.register(**book_payload(stock=stock))
+    assert Book.register(**book_payload(stock=0)).stock == 0
 
 
 def test_any_subset_of_details_can_be_changed_in_one_event() -> None:
-    book = Book.register(**book_fields(title="Old", price="10.00"))
+    book = Book.register(**book_payload(title="Old", price="10.00"))
     book.collect_events()
 
     assert book.change_details(price="11", category="history") is True
@@ -123,7 +125,7 @@ def test_any_subset_of_details_can_be_changed_in_one_event() -> None:
 
 
 def test_changing_details_to_what_they_already_are_records_nothing() -> None:
-    book = Book.register(**book_fields(title="Same", price="10.00", isbn="9780306406157"))
+    book = Book.register(**book_payload(title="Same", price="10.00", isbn="9780306406157"))
     book.collect_events()
 
     assert book.change_details() is False
@@ -132,7 +134,7 @@ def test_changing_details_to_what_they_already_are_records_nothing() -> None:
 
 
 def test_changed_details_are_validated_like_registration() -> None:
-    book = Book.register(**book_fields())
+    book = Book.register(**book_payload())
     book.collect_events()
     with pytest.raises(InvalidValueError):
         book.change_details(price="-1")
@@ -144,7 +146,7 @@ def test_changed_details_are_validated_like_registration() -> None:
 
 
 def test_restocking_adds_copies() -> None:
-    book = Book.register(**book_fields(stock=2))
+    book = Book.register(**book_payload(stock=2))
     book.restock(5)
     assert book.stock == 7
     for bad in [0, -3, True]:
@@ -154,7 +156,7 @@ def test_restocking_adds_copies() -> None:
 
 
 def test_correcting_the_stock_sets_it_and_records_nothing_when_already_right() -> None:
-    book = Book.register(**book_fields(stock=4))
+    book = Book.register(**book_payload(stock=4))
     book.collect_events()
     assert book.correct_stock(1) is True
     assert book.stock == 1
@@ -166,7 +168,7 @@ def test_correcting_the_stock_sets_it_and_records_nothing_when_already_right() -
 
 
 def test_a_book_is_never_reserved_below_zero() -> None:
-    book = Book.register(**book_fields(stock=3))
+    book = Book.register(**book_payload(stock=3))
     order_id = uuid4()
 
     with pytest.raises(InsufficientStockError) as caught:
@@ -183,7 +185,7 @@ def test_a_book_is_never_reserved_below_zero() -> None:
 
 
 def test_released_copies_come_back_into_stock() -> None:
-    book = Book.register(**book_fields(stock=3))
+    book = Book.register(**book_payload(stock=3))
     order_id = uuid4()
     book.reserve(2, order_id)
     book.release(2, order_id)
@@ -194,7 +196,7 @@ def test_released_copies_come_back_into_stock() -> None:
 
 
 def test_a_removed_book_takes_no_further_command() -> None:
-    book = Book.register(**book_fields(stock=3))
+    book = Book.register(**book_payload(stock=3))
     book.remove()
     assert book.removed is True
     book.collect_events()
@@ -217,7 +219,7 @@ def test_a_removed_book_takes_no_further_command() -> None:
 
 
 def test_copies_of_a_cancelled_order_go_back_even_onto_a_removed_book() -> None:
-    book = Book.register(**book_fields(stock=3))
+    book = Book.register(**book_payload(stock=3))
     order_id = uuid4()
     book.reserve(1, order_id)
     book.remove()

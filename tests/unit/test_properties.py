@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.builders import isbn10_check_char
+from tests.factories import isbn10_check_char
 from write_model.cart import Cart, cart_total
 from write_model.errors import InvalidValueError, NotFoundError
 from write_model.isbn import isbn13_check_digit, normalise_isbn

@@ -19,7 +19,7 @@ from bookstore import bootstrap
 from bookstore.bootstrap import Container
 from projections.book_listing import BookListingProjection
 from projections.events import Positioned
-from tests.integration.test_projection_support import CountingProjection
+from tests.integration.projection_support import CountingProjection
 from workers import runtime
 from workers.celery_app import app
 

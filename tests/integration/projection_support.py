@@ -33,7 +33,7 @@ from projections.book_listing import BookListingProjection
 from projections.events import Positioned, topic_of
 from projections.runner import Runner
 from read_model.tables import book_listing
-from tests.unit.builders import book_fields
+from tests.factories import book_payload
 from write_model.application import Bookstore
 from write_model.book import Book
 
@@ -101,7 +101,7 @@ def save_books(app: Bookstore, count: int, *, events_per_book: int = 5, **fields
     """
     chunk: list[Book] = []
     for _ in range(count):
-        book = Book.register(**book_fields(**fields))
+        book = Book.register(**book_payload(**fields))
         for step in range(events_per_book - 1):
             if step % 2 == 0:
                 book.restock(step + 1)
