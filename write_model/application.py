@@ -2,24 +2,19 @@
 
 Each command loads the aggregates it needs, calls their methods (where the invariants
 live) and saves every changed aggregate in one atomic `save`. Optimistic concurrency on
-every aggregate version makes races safe; a lost race is retried a few times, with jitter.
+every aggregate version makes races safe; `@retrying_on_conflict` runs a command that lost
+a race again, a few times, with jitter. The plumbing they share is in `plumbing.py`.
 """
 
 from __future__ import annotations
 
-import logging
-import random
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import Environment, EnvType
 
 from write_model.book import Book
 from write_model.cart import Cart
@@ -27,7 +22,6 @@ from write_model.cart_view import CartView, view_cart
 from write_model.context import CommandContext
 from write_model.credentials import CredentialStore, InMemoryCredentialStore
 from write_model.errors import (
-    ConcurrencyError,
     EmptyCartError,
     InsufficientStockError,
     InvalidValueError,
@@ -39,14 +33,10 @@ from write_model.ids import cart_id_for, key_id
 from write_model.isbn import normalise_isbn
 from write_model.key_index import KeyIndex
 from write_model.order import Order, OrderLine, OrderStatus
+from write_model.plumbing import EventSourcedApp, retrying_on_conflict
 from write_model.roster import ROSTER_ID, AdminRoster
 from write_model.user import User
 from write_model.values import Role, normalise_email, validate_quantity
-
-log = logging.getLogger(__name__)
-
-A = TypeVar("A", bound=Aggregate)
-T = TypeVar("T")
 
 ISBN_KEY = "isbn"
 EMAIL_KEY = "email"
@@ -71,34 +61,11 @@ class PlacedOrder:
     created: bool
 
 
-class Bookstore(Application[UUID]):
+class Bookstore(EventSourcedApp):
     """The write side of the bookstore. Build one per process: it owns a connection pool."""
 
     name = "bookstore"
-    # Cached aggregates are fast-forwarded from the store on every load (one SELECT of the
-    # newer events), so the cache is safe across processes and spares replaying books.
-    env = {
-        "AGGREGATE_CACHE_MAXSIZE": "10000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
-        # Never: without its per-insert table lock a projection tailing the log can skip ids.
-        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
-    }
     snapshotting_intervals = {Cart: 20, Book: 100, User: 50}
-    max_attempts = 8
-
-    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
-        """Only the class defaults and the settings the caller passes, never os.environ.
-
-        The library would merge the process environment and prefer `BOOKSTORE_<KEY>` over
-        the keys passed, so our own `BOOKSTORE_*` settings space could silently turn table
-        creation back on in a worker, or enable the database functions that drop the
-        insert lock a tailing projection relies on. The composition root decides.
-        """
-        merged = dict(type(self).env)
-        if type(self).snapshotting_intervals:
-            merged["IS_SNAPSHOTTING_ENABLED"] = "y"
-        merged.update(env or {})
-        return Environment(name, merged)
 
     def __init__(
         self,
@@ -108,77 +75,6 @@ class Bookstore(Application[UUID]):
     ) -> None:
         super().__init__(env)
         self.credentials: CredentialStore = credentials or InMemoryCredentialStore()
-        self.commit_listeners: list[Callable[[int], None]] = []
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _save(self, ctx: CommandContext, *aggregates: Aggregate | None) -> int:
-        """Save atomically, stamping each event with the request's metadata."""
-        metadata = ctx.as_metadata()
-        for aggregate in aggregates:
-            if aggregate is None:
-                continue
-            for domain_event in aggregate.pending_events:
-                object.__setattr__(domain_event, "metadata", metadata)
-        recordings = self.save(*aggregates)
-        if not recordings:
-            return self.head()
-        position = max(r.notification.id for r in recordings)
-        for listener in self.commit_listeners:
-            # The events are committed: a failing wake-up (a broker down) must not turn
-            # a successful command into an error. Projections catch up later anyway.
-            try:
-                listener(position)
-            except Exception:
-                log.exception("commit listener failed after position %s", position)
-        return position
-
-    def head(self) -> int:
-        """The position of the newest event in the store (0 when empty)."""
-        return self.recorder.max_notification_id() or 0
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt` again after a lost optimistic-concurrency race, with jitter."""
-        for n in range(self.max_attempts):
-            try:
-                return attempt()
-            except IntegrityError:
-                if n == self.max_attempts - 1:
-                    break
-                time.sleep(random.uniform(0, 0.002 * 2**n))  # noqa: S311 (jitter, not crypto)
-        raise ConcurrencyError("Too many concurrent changes; please retry")
-
-    def _find(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        try:
-            aggregate: Aggregate = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
-        return aggregate if isinstance(aggregate, cls) else None
-
-    def _get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
-        aggregate = self._find(cls, aggregate_id)
-        if aggregate is None:
-            raise NotFoundError(f"{what} {aggregate_id} not found")
-        return aggregate
-
-    def _claim_key(self, kind: str, key: str, owner_id: UUID) -> KeyIndex:
-        """The index aggregate for a key, claimed by `owner_id` (raises if taken)."""
-        index = self._find(KeyIndex, key_id(kind, key))
-        if index is None:
-            return KeyIndex(kind=kind, key=key, owner_id=owner_id)
-        index.claim(owner_id)
-        return index
-
-    def _move_key(self, kind: str, old: str, new: str, owner_id: UUID) -> list[KeyIndex]:
-        """Claim the new key and release the old one, to be saved with the owner."""
-        claimed = self._claim_key(kind, new, owner_id)
-        released = self._get(KeyIndex, key_id(kind, old), f"{kind} index")
-        released.release()
-        return [claimed, released]
-
-    def _owner_of(self, kind: str, key: str) -> UUID | None:
-        index = self._find(KeyIndex, key_id(kind, key))
-        return index.owner_id if index else None
 
     # ------------------------------------------------------------------ books
 
@@ -195,6 +91,7 @@ class Bookstore(Application[UUID]):
         owner = self._owner_of(ISBN_KEY, normalise_isbn(isbn))
         return self._find(Book, owner) if owner else None
 
+    @retrying_on_conflict
     def register_book(
         self,
         ctx: CommandContext,
@@ -207,16 +104,13 @@ class Bookstore(Application[UUID]):
         category: str,
     ) -> Created:
         """Add a book to the catalogue; its ISBN must be new (or released by a removal)."""
+        book = Book.register(
+            title=title, author=author, isbn=isbn, price=price, stock=stock, category=category
+        )
+        index = self._claim_key(ISBN_KEY, book.isbn, book.id)
+        return Created(book.id, self._save(ctx, book, index))
 
-        def attempt() -> Created:
-            book = Book.register(
-                title=title, author=author, isbn=isbn, price=price, stock=stock, category=category
-            )
-            index = self._claim_key(ISBN_KEY, book.isbn, book.id)
-            return Created(book.id, self._save(ctx, book, index))
-
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def change_book(
         self,
         ctx: CommandContext,
@@ -231,45 +125,35 @@ class Bookstore(Application[UUID]):
         category: str | None = None,
     ) -> int:
         """Change any subset of a book's fields; `expected_version` is the If-Match check."""
-
-        def attempt() -> int:
-            book = self.get_book(book_id)
-            if expected_version is not None and book.version != expected_version:
-                raise PreconditionFailedError(
-                    f"Book {book_id} is at version {book.version}, not {expected_version}"
-                )
-            old_isbn = book.isbn
-            book.change_details(
-                title=title, author=author, isbn=isbn, price=price, category=category
+        book = self.get_book(book_id)
+        if expected_version is not None and book.version != expected_version:
+            raise PreconditionFailedError(
+                f"Book {book_id} is at version {book.version}, not {expected_version}"
             )
-            if stock is not None:
-                book.correct_stock(stock)
-            indexes: list[Aggregate] = []
-            if book.isbn != old_isbn:
-                indexes.extend(self._move_key(ISBN_KEY, old_isbn, book.isbn, book.id))
-            return self._save(ctx, book, *indexes)
+        old_isbn = book.isbn
+        book.change_details(title=title, author=author, isbn=isbn, price=price, category=category)
+        if stock is not None:
+            book.correct_stock(stock)
+        indexes: list[Aggregate] = []
+        if book.isbn != old_isbn:
+            indexes.extend(self._move_key(ISBN_KEY, old_isbn, book.isbn, book.id))
+        return self._save(ctx, book, *indexes)
 
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def restock_book(self, ctx: CommandContext, book_id: UUID, quantity: int) -> int:
-        def attempt() -> int:
-            book = self.get_book(book_id)
-            book.restock(quantity)
-            return self._save(ctx, book)
+        """Add delivered copies to a live book's stock."""
+        book = self.get_book(book_id)
+        book.restock(quantity)
+        return self._save(ctx, book)
 
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def remove_book(self, ctx: CommandContext, book_id: UUID) -> int:
         """Withdraw a book; its ISBN becomes free. A second removal is not found."""
-
-        def attempt() -> int:
-            book = self.get_book(book_id)
-            book.remove()
-            index = self._get(KeyIndex, key_id(ISBN_KEY, book.isbn), "ISBN index")
-            index.release()
-            return self._save(ctx, book, index)
-
-        return self._retrying(attempt)
+        book = self.get_book(book_id)
+        book.remove()
+        index = self._get(KeyIndex, key_id(ISBN_KEY, book.isbn), "ISBN index")
+        index.release()
+        return self._save(ctx, book, index)
 
     # ------------------------------------------------------------------ users
 
@@ -287,18 +171,15 @@ class Bookstore(Application[UUID]):
     def password_hash_of(self, user_id: UUID) -> str | None:
         return self.credentials.get_password_hash(user_id)
 
+    @retrying_on_conflict
     def register_user(
         self, ctx: CommandContext, *, email: str, password_hash: str, full_name: str = ""
     ) -> Created:
         """Register a customer. The hash goes to the credential store, never to the log."""
-
-        def attempt() -> Created:
-            user = User.register(email=email, full_name=full_name)
-            index = self._claim_key(EMAIL_KEY, user.email, user.id)
-            position = self._saving_with_hash(user.id, password_hash, ctx, user, index)
-            return Created(user.id, position)
-
-        return self._retrying(attempt)
+        user = User.register(email=email, full_name=full_name)
+        index = self._claim_key(EMAIL_KEY, user.email, user.id)
+        position = self._saving_with_hash(user.id, password_hash, ctx, user, index)
+        return Created(user.id, position)
 
     def _saving_with_hash(
         self, user_id: UUID, password_hash: str, ctx: CommandContext, *aggregates: Aggregate
@@ -319,6 +200,7 @@ class Bookstore(Application[UUID]):
                 self.credentials.set_password_hash(user_id, previous)
             raise
 
+    @retrying_on_conflict
     def change_user_profile(
         self,
         ctx: CommandContext,
@@ -332,21 +214,17 @@ class Bookstore(Application[UUID]):
 
         The caller has checked the current password. A new password ends every session.
         """
-
-        def attempt() -> int:
-            user = self.get_user(user_id)
-            old_email = user.email
-            if full_name is not None:
-                user.change_full_name(full_name)
-            changed: list[Aggregate] = [user]
-            if email is not None and user.change_email(email):
-                changed.extend(self._move_key(EMAIL_KEY, old_email, user.email, user.id))
-            if password_hash is None:
-                return self._save(ctx, *changed)
-            user.record_password_change()
-            return self._saving_with_hash(user_id, password_hash, ctx, *changed)
-
-        return self._retrying(attempt)
+        user = self.get_user(user_id)
+        old_email = user.email
+        if full_name is not None:
+            user.change_full_name(full_name)
+        changed: list[Aggregate] = [user]
+        if email is not None and user.change_email(email):
+            changed.extend(self._move_key(EMAIL_KEY, old_email, user.email, user.id))
+        if password_hash is None:
+            return self._save(ctx, *changed)
+        user.record_password_change()
+        return self._saving_with_hash(user_id, password_hash, ctx, *changed)
 
     def change_password(self, ctx: CommandContext, user_id: UUID, password_hash: str) -> int:
         """Store the new hash and record (without it) that the password changed."""
@@ -359,38 +237,32 @@ class Bookstore(Application[UUID]):
     def _roster_for_change(self) -> AdminRoster:
         return self._find(AdminRoster, ROSTER_ID) or AdminRoster()
 
+    @retrying_on_conflict
     def change_role(self, ctx: CommandContext, user_id: UUID, role: Role) -> int:
         """Change a user's role; the last active admin cannot be demoted."""
+        user = self.get_user(user_id)
+        if not user.change_role(Role(role)):
+            return self.head()
+        roster = self._roster_for_change()
+        if user.role is Role.ADMIN and user.is_active:
+            roster.add(user.id)
+        else:
+            roster.remove(user.id, why="admin")
+        return self._save(ctx, user, roster)
 
-        def attempt() -> int:
-            user = self.get_user(user_id)
-            if not user.change_role(Role(role)):
-                return self.head()
-            roster = self._roster_for_change()
-            if user.role is Role.ADMIN and user.is_active:
-                roster.add(user.id)
-            else:
-                roster.remove(user.id, why="admin")
-            return self._save(ctx, user, roster)
-
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def set_user_active(self, ctx: CommandContext, user_id: UUID, *, is_active: bool) -> int:
         """(De)activate a user; the last active admin cannot be deactivated."""
-
-        def attempt() -> int:
-            user = self.get_user(user_id)
-            changed = user.reactivate() if is_active else user.deactivate()
-            if not changed:
-                return self.head()
-            roster = self._roster_for_change()
-            if user.role is Role.ADMIN and is_active:
-                roster.add(user.id)
-            else:
-                roster.remove(user.id, why="active admin")
-            return self._save(ctx, user, roster)
-
-        return self._retrying(attempt)
+        user = self.get_user(user_id)
+        changed = user.reactivate() if is_active else user.deactivate()
+        if not changed:
+            return self.head()
+        roster = self._roster_for_change()
+        if user.role is Role.ADMIN and is_active:
+            roster.add(user.id)
+        else:
+            roster.remove(user.id, why="active admin")
+        return self._save(ctx, user, roster)
 
     def ensure_admin(
         self, ctx: CommandContext, *, email: str, password_hash: str, full_name: str = ""
@@ -437,63 +309,57 @@ class Bookstore(Application[UUID]):
         if gap is not None:
             raise InsufficientStockError([gap])
 
+    @retrying_on_conflict
     def add_to_cart(
         self, ctx: CommandContext, user_id: UUID, book_id: UUID, quantity: int = 1
     ) -> int:
         """Add copies of a live book; the line may not exceed the stock nor 99."""
         validate_quantity(quantity)
+        book = self.get_book(book_id)
+        cart = self._cart_of(user_id) or Cart(user_id=user_id)
+        current = cart.lines.get(str(book_id), 0)
+        cart.add_item(book_id, quantity)
+        self._check_stock(book, current + quantity)
+        return self._save(ctx, cart)
 
-        def attempt() -> int:
-            book = self.get_book(book_id)
-            cart = self._cart_of(user_id) or Cart(user_id=user_id)
-            current = cart.lines.get(str(book_id), 0)
-            cart.add_item(book_id, quantity)
-            self._check_stock(book, current + quantity)
-            return self._save(ctx, cart)
-
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def set_cart_quantity(
         self, ctx: CommandContext, user_id: UUID, book_id: UUID, quantity: int
     ) -> int:
+        """Set a line's quantity (1..99); the line must exist and the stock must cover it."""
         validate_quantity(quantity)
+        cart = self._cart_of(user_id)
+        if cart is None:
+            raise NotFoundError(f"Book {book_id} is not in the cart")
+        cart.quantity_of(book_id)
+        book = self._get(Book, book_id, "Book")
+        self._check_stock(book, quantity)
+        cart.set_quantity(book_id, quantity)
+        return self._save(ctx, cart)
 
-        def attempt() -> int:
-            cart = self._cart_of(user_id)
-            if cart is None:
-                raise NotFoundError(f"Book {book_id} is not in the cart")
-            cart.quantity_of(book_id)
-            book = self._get(Book, book_id, "Book")
-            self._check_stock(book, quantity)
-            cart.set_quantity(book_id, quantity)
-            return self._save(ctx, cart)
-
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def remove_from_cart(self, ctx: CommandContext, user_id: UUID, book_id: UUID) -> int:
-        def attempt() -> int:
-            cart = self._cart_of(user_id)
-            if cart is None:
-                raise NotFoundError(f"Book {book_id} is not in the cart")
-            cart.remove_item(book_id)
-            return self._save(ctx, cart)
+        """Drop a line; a book that is not in the cart is not found."""
+        cart = self._cart_of(user_id)
+        if cart is None:
+            raise NotFoundError(f"Book {book_id} is not in the cart")
+        cart.remove_item(book_id)
+        return self._save(ctx, cart)
 
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def clear_cart(self, ctx: CommandContext, user_id: UUID) -> int:
-        def attempt() -> int:
-            cart = self._cart_of(user_id)
-            if cart is None or not cart.clear():
-                return self.head()
-            return self._save(ctx, cart)
-
-        return self._retrying(attempt)
+        """Empty the cart; an empty or missing cart records nothing (returns the head)."""
+        cart = self._cart_of(user_id)
+        if cart is None or not cart.clear():
+            return self.head()
+        return self._save(ctx, cart)
 
     # ------------------------------------------------------------------ orders
 
     def get_order(self, order_id: UUID) -> Order:
         return self._get(Order, order_id, "Order")
 
+    @retrying_on_conflict
     def place_order(
         self, ctx: CommandContext, user_id: UUID, *, idempotency_key: str | None = None
     ) -> PlacedOrder:
@@ -504,60 +370,50 @@ class Bookstore(Application[UUID]):
         idem = f"{user_id}:{idempotency_key}" if idempotency_key is not None else None
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
             raise InvalidValueError("idempotency_key", "must be 1..255 characters")
+        if idem is not None:
+            earlier = self._owner_of(IDEMPOTENCY_KEY, idem)
+            if earlier is not None:
+                return PlacedOrder(earlier, self.head(), created=False)
+        cart = self._cart_of(user_id)
+        if cart is None or not cart.lines:
+            raise EmptyCartError("The cart is empty")
+        items = cart.items()
+        books = self._books_of(b for b, _ in items)
+        shortfalls: list[StockShortfall] = [
+            gap for b, q in items if (gap := books[b].shortfall(q)) is not None
+        ]
+        if shortfalls:
+            raise InsufficientStockError(shortfalls)
+        lines = [
+            OrderLine(book_id=b, title=books[b].title, quantity=q, unit_price=books[b].price)
+            for b, q in items
+        ]
+        order = Order.place(user_id=user_id, lines=lines)
+        for b, q in items:
+            books[b].reserve(q, order.id)
+        cart.clear()
+        index = KeyIndex(kind=IDEMPOTENCY_KEY, key=idem, owner_id=order.id) if idem else None
+        position = self._save(ctx, order, *books.values(), cart, index)
+        return PlacedOrder(order.id, position, created=True)
 
-        def attempt() -> PlacedOrder:
-            if idem is not None:
-                earlier = self._owner_of(IDEMPOTENCY_KEY, idem)
-                if earlier is not None:
-                    return PlacedOrder(earlier, self.head(), created=False)
-            cart = self._cart_of(user_id)
-            if cart is None or not cart.lines:
-                raise EmptyCartError("The cart is empty")
-            items = cart.items()
-            books = self._books_of(b for b, _ in items)
-            shortfalls: list[StockShortfall] = [
-                gap for b, q in items if (gap := books[b].shortfall(q)) is not None
-            ]
-            if shortfalls:
-                raise InsufficientStockError(shortfalls)
-            lines = [
-                OrderLine(book_id=b, title=books[b].title, quantity=q, unit_price=books[b].price)
-                for b, q in items
-            ]
-            order = Order.place(user_id=user_id, lines=lines)
-            for b, q in items:
-                books[b].reserve(q, order.id)
-            cart.clear()
-            index = KeyIndex(kind=IDEMPOTENCY_KEY, key=idem, owner_id=order.id) if idem else None
-            position = self._save(ctx, order, *books.values(), cart, index)
-            return PlacedOrder(order.id, position, created=True)
-
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def cancel_order(
         self, ctx: CommandContext, order_id: UUID, *, actor_id: UUID, as_staff: bool
     ) -> int:
         """Cancel and put the stock back. Another user's order is not found for a customer."""
+        order = self._visible_order(order_id, actor_id=actor_id, as_staff=as_staff)
+        order.cancel(by_staff=as_staff)
+        books = self._books_of(line.book_id for line in order.lines)
+        for line in order.lines:
+            books[line.book_id].release(line.quantity, order.id)
+        return self._save(ctx, order, *books.values())
 
-        def attempt() -> int:
-            order = self._visible_order(order_id, actor_id=actor_id, as_staff=as_staff)
-            order.cancel(by_staff=as_staff)
-            books = self._books_of(line.book_id for line in order.lines)
-            for line in order.lines:
-                books[line.book_id].release(line.quantity, order.id)
-            return self._save(ctx, order, *books.values())
-
-        return self._retrying(attempt)
-
+    @retrying_on_conflict
     def advance_order(self, ctx: CommandContext, order_id: UUID, status: OrderStatus) -> int:
         """Staff move an order along pending -> paid -> shipped -> delivered."""
-
-        def attempt() -> int:
-            order = self.get_order(order_id)
-            order.advance_to(OrderStatus(status))
-            return self._save(ctx, order)
-
-        return self._retrying(attempt)
+        order = self.get_order(order_id)
+        order.advance_to(OrderStatus(status))
+        return self._save(ctx, order)
 
     def _visible_order(self, order_id: UUID, *, actor_id: UUID, as_staff: bool) -> Order:
         order = self.get_order(order_id)
