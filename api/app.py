@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.middleware import RequestIdMiddleware
 from api.openapi import install_openapi, operation_id
 from api.problems import install_problem_handlers
-from api.routers import auth, health, users
+from api.routers import auth, cart, health, orders, users
 from api.security.tokens import TokenCodec
 from bookstore.bootstrap import Container
 
@@ -30,6 +30,8 @@ path with a trailing slash is a `404` (no redirect). Send one `Authorization` he
 TAGS = [
     {"name": "auth", "description": "Register, log in, refresh tokens, reset a password."},
     {"name": "users", "description": "Your account; users and roles for admins."},
+    {"name": "cart", "description": "Your cart: current prices and availability, always current."},
+    {"name": "orders", "description": "Place orders from your cart, follow, cancel and ship them."},
     {"name": "operations", "description": "Health of the service."},
 ]
 
@@ -63,6 +65,8 @@ def create_app(container: Container) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(auth.router)
     app.include_router(users.router)
+    app.include_router(cart.router)
+    app.include_router(orders.router)
     app.include_router(health.router)
     install_openapi(app)
     return app

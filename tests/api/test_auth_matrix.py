@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from bookstore.bootstrap import Container
 from tests.api.conftest import Account, login, new_account, unique_email
 from tests.api.test_password_reset import reset_token_for
+from tests.factories import ctx, new_book, new_order
 
 CALLERS = ["anonymous", "customer", "staff", "admin"]
 RANK = {"anonymous": -1, "customer": 0, "staff": 1, "admin": 2}
@@ -51,6 +52,32 @@ def _reset_token(world: World) -> dict[str, Any]:
     return {"json": {"token": token, "new_password": world.helper.password}}
 
 
+def _new_book(world: World) -> str:
+    return str(new_book(world.container.write_app, stock=1000))
+
+
+def _in_every_cart(world: World) -> dict[str, str]:
+    """A fresh book in every account's cart, so whoever calls has it in theirs."""
+    book = new_book(world.container.write_app, stock=1000)
+    for account in world.accounts.values():
+        world.container.write_app.add_to_cart(ctx(), uuid.UUID(account.id), book, 1)
+    return {"book_id": str(book)}
+
+
+def _fill_every_cart(world: World) -> dict[str, Any]:
+    _in_every_cart(world)
+    return {}
+
+
+def _customers_order(world: World) -> dict[str, str]:
+    """A fresh pending order of the customer, projected: its owner and staff may act on it."""
+    app = world.container.write_app
+    owner = uuid.UUID(world.accounts["customer"].id)
+    order = new_order(app, (new_book(app, stock=1000), 1), user_id=owner)
+    assert world.container.projections.wait_for("order_history", app.head(), timeout=5.0)
+    return {"order_id": str(order)}
+
+
 CONTRACT: dict[tuple[str, str], Rule] = {
     ("POST", "/auth/register"): Rule(
         None, 201, lambda w: {"json": {"email": unique_email(), "password": "long enough"}}
@@ -75,6 +102,22 @@ CONTRACT: dict[tuple[str, str], Rule] = {
     ),
     ("PUT", "/users/{user_id}/active"): Rule(
         "admin", 200, lambda w: {"json": {"is_active": True}}, lambda w: {"user_id": w.target.id}
+    ),
+    ("GET", "/cart"): Rule("customer", 200),
+    ("POST", "/cart/items"): Rule(
+        "customer", 201, lambda w: {"json": {"book_id": _new_book(w), "quantity": 1}}
+    ),
+    ("PUT", "/cart/items/{book_id}"): Rule(
+        "customer", 200, lambda w: {"json": {"quantity": 2}}, _in_every_cart
+    ),
+    ("DELETE", "/cart/items/{book_id}"): Rule("customer", 204, path=_in_every_cart),
+    ("DELETE", "/cart"): Rule("customer", 204),
+    ("GET", "/orders"): Rule("customer", 200),
+    ("POST", "/orders"): Rule("customer", 201, _fill_every_cart),
+    ("GET", "/orders/{order_id}"): Rule("customer", 200, path=_customers_order),
+    ("POST", "/orders/{order_id}/cancel"): Rule("customer", 200, path=_customers_order),
+    ("PUT", "/orders/{order_id}/status"): Rule(
+        "staff", 200, lambda w: {"json": {"status": "paid"}}, _customers_order
     ),
     ("GET", "/health"): Rule(None, 200),
     ("GET", "/openapi.json"): Rule(None, 200),
