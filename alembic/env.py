@@ -21,12 +21,20 @@ def _url() -> str:
     return sqlalchemy_url(get_settings().database_url)
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Reflect only the read tables: the event store's and the write side's tables may share
+    this database, and are not this history's (the event store has types SQLAlchemy lacks)."""
+    del parent_names
+    return type_ != "table" or name in target_metadata.tables
+
+
 def run_migrations_offline() -> None:
     url = _url()
     context.configure(
         url=url,
         target_metadata=target_metadata,
         compare_type=True,
+        include_name=include_name,
         include_object=include_for_dialect(url.split(":", 1)[0].split("+", 1)[0]),
     )
     with context.begin_transaction():
@@ -40,6 +48,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             compare_type=True,
+            include_name=include_name,
             include_object=include_for_dialect(connection.dialect.name),
             render_as_batch=connection.dialect.name == "sqlite",
         )

@@ -55,26 +55,24 @@ def revisions(history: AlembicHistory) -> list[str]:
     return [script.revision for script in reversed(list(scripts(history).walk_revisions()))]
 
 
-def only_the_models_tables(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    """A table in the database but not in the models belongs to someone else."""
-    return not (type_ == "table" and reflected and compare_to is None)
-
-
 def drift(url: str, history: AlembicHistory) -> list[object]:
     """What autogenerate would write to make the database match the models ([] = none)."""
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            include = (
-                include_for_dialect(connection.dialect.name)
-                if history == "read"
-                else only_the_models_tables
-            )
-            context = MigrationContext.configure(
-                connection, opts={"compare_type": True, "include_object": include}
-            )
+            tables = MODELS[history].tables
+
+            def only_the_models_tables(name: str | None, type_: str, parents: object) -> bool:
+                """A table in the database but not in the models belongs to someone else."""
+                return type_ != "table" or name in tables
+
+            options: dict[str, object] = {
+                "compare_type": True,
+                "include_name": only_the_models_tables,
+            }
+            if history == "read":  # its PostgreSQL-only indexes
+                options["include_object"] = include_for_dialect(connection.dialect.name)
+            context = MigrationContext.configure(connection, opts=options)
             return list(compare_metadata(context, MODELS[history]))
     finally:
         engine.dispose()
