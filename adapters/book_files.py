@@ -26,16 +26,18 @@ index + 1.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from decimal import Decimal
 from typing import IO, Literal
 
 from write_model.book_rows import FIELDS, RawRow, printable
 
 Format = Literal["csv", "json"]
+RowStream = Generator[RawRow, None, None]
 
 CHUNK_CHARS = 64 * 1024
 # Far above any book a create body can hold (1,000 characters of text and four numbers,
@@ -85,11 +87,17 @@ def sniff_format(binary: IO[bytes]) -> Format:
     return "json" if head[:1] in (b"[", b"{") else "csv"
 
 
-def read_rows(binary: IO[bytes], file_format: Format) -> Iterator[RawRow]:
+def read_rows(binary: IO[bytes], file_format: Format) -> RowStream:
     """The data rows of `binary` (left open), read from where it stands."""
     if file_format == "json":
         return read_json_rows(binary)
     return read_csv_rows(binary)
+
+
+def _leave_open(text: io.TextIOWrapper) -> None:
+    """Let go of the caller's file without closing it: it is read twice."""
+    with contextlib.suppress(ValueError):  # the caller closed it already
+        text.detach()
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -110,7 +118,7 @@ def _header_columns(record: list[str]) -> dict[str, int]:
     return {name: names.index(name) for name in FIELDS}
 
 
-def read_csv_rows(binary: IO[bytes]) -> Iterator[RawRow]:
+def read_csv_rows(binary: IO[bytes]) -> RowStream:
     """The data rows of a CSV file with a header; see the module's notes."""
     text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
     try:
@@ -147,7 +155,7 @@ def read_csv_rows(binary: IO[bytes]) -> Iterator[RawRow]:
                 list(FIELDS),
             )
     finally:
-        text.detach()  # leave the caller's file open: it is read twice
+        _leave_open(text)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -227,7 +235,7 @@ class _Buffer:
     )
 
 
-def read_json_rows(binary: IO[bytes]) -> Iterator[RawRow]:
+def read_json_rows(binary: IO[bytes]) -> RowStream:
     """The elements of a JSON array, one at a time; see the module's notes."""
     text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict")
     try:
@@ -262,4 +270,4 @@ def read_json_rows(binary: IO[bytes]) -> Iterator[RawRow]:
         if buffer.next_char() != "":
             raise MalformedJsonError("The body is not valid JSON: extra data after the array")
     finally:
-        text.detach()
+        _leave_open(text)

@@ -26,7 +26,8 @@ With `partial`, that batch's rows are reported as failed and the import goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from write_model.book_batches import BookBatchImporter
@@ -40,7 +41,10 @@ CHECK_PROGRESS_EVERY = 1000
 
 # A phase ("checking" or "importing"), the rows done, and the total when known.
 Progress = Callable[[str, int, int | None], None]
-RowSource = Callable[[], Iterator[RawRow]]
+# Rows as a generator, closed once read (so a reader lets go of its file at once).
+RowStream = Generator[RawRow, None, None]
+# Gives a fresh stream over the same rows each time it is called.
+RowSource = Callable[[], RowStream]
 
 
 @dataclass
@@ -130,12 +134,15 @@ def _check_all(rows: Iterator[RawRow], max_rows: int | None, progress: Progress 
     return checked
 
 
-def _valid_rows(rows: Iterator[RawRow], first_row: dict[int, int]) -> Iterator[BookRow]:
+def _valid_rows(
+    rows: Generator[RawRow, None, None], first_row: dict[int, int]
+) -> Iterator[BookRow]:
     """The rows to apply: valid, and the first of their ISBN."""
-    for raw in rows:
-        result = validate_row(raw)
-        if isinstance(result, BookRow) and first_row.get(int(result.isbn)) == raw.number:
-            yield result
+    with closing(rows):
+        for raw in rows:
+            result = validate_row(raw)
+            if isinstance(result, BookRow) and first_row.get(int(result.isbn)) == raw.number:
+                yield result
 
 
 def _conflicted(batch: list[BookRow]) -> list[RowError]:
@@ -156,7 +163,8 @@ def import_books(
     progress: Progress | None = None,
 ) -> ImportReport:
     """Check every row, then (all valid, or `partial`) upsert the valid ones in batches."""
-    checked = _check_all(open_rows(), max_rows, progress)
+    with closing(open_rows()) as rows:
+        checked = _check_all(rows, max_rows, progress)
     report = ImportReport(errors=checked.errors, rows=checked.rows)
     if report.errors and not partial:
         raise ImportRefusedError(report)
