@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bookstore import bootstrap
+from bookstore.cli_books import books_app
 from bookstore.cli_demo import register_demo_commands
 from bookstore.cli_mail import mail_app
 from bookstore.cli_projections import register_projection_commands
@@ -17,6 +18,7 @@ app = typer.Typer(help="Bookstore: an event-sourced, CQRS bookstore backend.", n
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(mail_app, name="mail")
+app.add_typer(books_app, name="books")
 register_projection_commands(app)
 register_demo_commands(app)
 
