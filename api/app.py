@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.middleware import RequestIdMiddleware
 from api.openapi import install_openapi, operation_id
 from api.problems import install_problem_handlers
-from api.routers import auth, cart, health, orders, users
+from api.routers import auth, books, cart, health, orders, users
 from api.routers.book_import import MAX_IMPORT_BYTES
 from api.routers.book_import import router as book_import_router
 from api.security.tokens import TokenCodec
@@ -32,6 +32,10 @@ path with a trailing slash is a `404` (no redirect). Send one `Authorization` he
 TAGS = [
     {"name": "auth", "description": "Register, log in, refresh tokens, reset a password."},
     {"name": "users", "description": "Your account; users and roles for admins."},
+    {
+        "name": "books",
+        "description": "The catalogue: browse, and staff add, change and remove books.",
+    },
     {"name": "cart", "description": "Your cart: current prices and availability, always current."},
     {"name": "orders", "description": "Place orders from your cart, follow, cancel and ship them."},
     {"name": "operations", "description": "Health of the service."},
@@ -69,6 +73,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(users.router)
     # Before any router with /books/{id} paths, so /books/import is never taken for an id.
     app.include_router(book_import_router)
+    app.include_router(books.router)
     app.include_router(cart.router)
     app.include_router(orders.router)
     app.include_router(health.router)

@@ -57,6 +57,7 @@ _KINDS = [
     Kind("conflict", 409, "Conflict"),
     Kind("already-exists", 409, "Already exists"),
     Kind("email-taken", 409, "Email already registered"),
+    Kind("isbn-taken", 409, "ISBN already in the catalogue"),
     Kind("last-admin", 409, "Would leave no admin"),
     Kind("insufficient-stock", 409, "Insufficient stock"),
     Kind("invalid-transition", 409, "Invalid state transition"),

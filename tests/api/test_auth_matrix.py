@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from bookstore.bootstrap import Container
 from tests.api.conftest import Account, login, new_account, unique_email
 from tests.api.test_password_reset import reset_token_for
-from tests.factories import ctx, new_book, new_order
+from tests.factories import book_create_body, ctx, new_book, new_order
 
 CALLERS = ["anonymous", "customer", "staff", "admin"]
 RANK = {"anonymous": -1, "customer": 0, "staff": 1, "admin": 2}
@@ -78,6 +78,19 @@ def _customers_order(world: World) -> dict[str, str]:
     return {"order_id": str(order)}
 
 
+def _book(world: World) -> dict[str, str]:
+    """A fresh book: commands and the history read the write model, so no wait is needed."""
+    return {"book_id": str(new_book(world.container.write_app, stock=1000))}
+
+
+def _listed_book(world: World) -> dict[str, str]:
+    """A fresh book, already in the book_listing projection, so a read of it finds it."""
+    app = world.container.write_app
+    book = new_book(app, stock=1000)
+    assert world.container.projections.wait_for("book_listing", app.head(), timeout=5.0)
+    return {"book_id": str(book)}
+
+
 CONTRACT: dict[tuple[str, str], Rule] = {
     ("POST", "/auth/register"): Rule(
         None, 201, lambda w: {"json": {"email": unique_email(), "password": "long enough"}}
@@ -119,6 +132,12 @@ CONTRACT: dict[tuple[str, str], Rule] = {
     ("PUT", "/orders/{order_id}/status"): Rule(
         "staff", 200, lambda w: {"json": {"status": "paid"}}, _customers_order
     ),
+    ("GET", "/books"): Rule(None, 200),
+    ("GET", "/books/{book_id}"): Rule(None, 200, path=_listed_book),
+    ("POST", "/books"): Rule("staff", 201, lambda w: {"json": book_create_body()}),
+    ("PUT", "/books/{book_id}"): Rule("staff", 200, lambda w: {"json": {"stock": 3}}, _book),
+    ("DELETE", "/books/{book_id}"): Rule("admin", 204, path=_book),
+    ("GET", "/books/{book_id}/history"): Rule("staff", 200, path=_book),
     ("GET", "/health"): Rule(None, 200),
     ("GET", "/openapi.json"): Rule(None, 200),
     ("GET", "/docs"): Rule(None, 200),
