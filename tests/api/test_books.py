@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -368,6 +369,24 @@ def test_a_stale_if_match_is_a_412_and_changes_nothing(client: TestClient, staff
     after = read(client, book_id, position_of(first))
     assert after.json()["title"] == "First writer"
     assert after.headers["etag"] == '"2"'
+
+
+def test_of_concurrent_changes_with_one_etag_exactly_one_wins(
+    client: TestClient, staff: Account
+) -> None:
+    book_id = create(client, staff).json()["id"]
+
+    def change(n: int) -> int:
+        response = client.put(
+            f"/books/{book_id}",
+            json={"stock": n},
+            headers={**staff.headers, "If-Match": '"1"'},
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(pool.map(change, range(6)))
+    assert statuses == [200] + [412] * 5
 
 
 @pytest.mark.parametrize(
