@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from adapters.aggregate_batches import batch_loader
+from adapters.aggregate_batches import batch_loader, parallel_batches
 from adapters.book_files import BookFileError, Format, RowStream, read_rows, sniff_format
 from bookstore import bootstrap
 from bookstore.settings import get_settings
@@ -108,6 +108,7 @@ def import_file(
                 open_rows,
                 partial=partial,
                 batch_size=batch_size,
+                concurrency=parallel_batches(app),
                 progress=advance,
             )
     except BookFileError as error:

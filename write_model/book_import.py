@@ -18,19 +18,24 @@ ours to guess. With `partial` the first applies and the later ones are reported.
 Atomic means "nothing applied unless every row is valid", checked before the first write.
 The batches are separate transactions (one transaction of 100,000 books would hold back
 every projection while it runs), so a batch that keeps losing races with other writers after
-earlier batches were saved cannot be undone: all or nothing then raises
-`ImportInterruptedError` saying which rows were applied, and importing the same file again
-finishes the job (rows already applied are equal to their books, so they change nothing).
-With `partial`, that batch's rows are reported as failed and the import goes on.
+earlier batches were saved cannot be undone: all or nothing then stops there and raises
+`ImportInterruptedError` saying where, and importing the same file again finishes the job
+(rows already applied are equal to their books, so they change nothing). With `partial`,
+that batch's rows are reported as failed (`conflict`) and the import goes on.
+
+`concurrency` batches may run at once (2 on PostgreSQL: one waits on the database while
+the next is built); they hold distinct ISBNs, so they never touch the same aggregates.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 
-from write_model.book_batches import BookBatchImporter
+from write_model.book_batches import BatchOutcome, BookBatchImporter
 from write_model.book_rows import BookRow, FieldIssue, RawRow, RowError, validate_row
 from write_model.context import CommandContext
 from write_model.errors import ConcurrencyError, ConflictError, DomainError
@@ -91,10 +96,10 @@ class ImportInterruptedError(ConflictError):
 
     def __init__(self, report: ImportReport, first_unapplied_row: int) -> None:
         super().__init__(
-            f"Rows before row {first_unapplied_row} were applied ({report.created} created, "
-            f"{report.updated} updated); the rest kept clashing with other changes to the "
-            "same books. Import the same file again to finish: rows already applied "
-            "change nothing."
+            f"Stopped at row {first_unapplied_row}: other changes to the same books won "
+            f"every retry. The rows before it were applied ({report.created} created, "
+            f"{report.updated} updated, counting a batch that was under way beside it); "
+            "import the same file again to finish: rows already applied change nothing."
         )
         self.report = report
         self.first_unapplied_row = first_unapplied_row
@@ -152,6 +157,69 @@ def _conflicted(batch: list[BookRow]) -> list[RowError]:
     return [RowError(row.number, row.isbn, (issue,)) for row in batch]
 
 
+class _Applier:
+    """Runs batches, up to `concurrency` at once, and adds their outcomes to the report.
+
+    Batches hold distinct ISBNs, so two in flight never touch the same aggregates; running
+    two lets one wait on the database while the other is built (the store's inserts take
+    no table lock). A batch that keeps losing races stops all or nothing: no batch starts
+    after it, the ones under way finish, and `ImportInterruptedError` is raised.
+    """
+
+    def __init__(
+        self,
+        importer: BookBatchImporter,
+        ctx: CommandContext,
+        report: ImportReport,
+        *,
+        partial: bool,
+        concurrency: int,
+        progress: Progress | None,
+        to_apply: int,
+    ) -> None:
+        self.importer = importer
+        self.ctx = ctx
+        self.report = report
+        self.partial = partial
+        self.concurrency = concurrency
+        self.progress = progress
+        self.to_apply = to_apply
+        self.done = 0
+        self.stopped_at: int | None = None
+        self.in_flight: deque[tuple[list[BookRow], Future[BatchOutcome]]] = deque()
+
+    def submit(self, pool: ThreadPoolExecutor, batch: list[BookRow]) -> None:
+        if self.stopped_at is None:
+            self.in_flight.append((batch, pool.submit(self.importer.import_batch, self.ctx, batch)))
+        while len(self.in_flight) >= self.concurrency:
+            self.settle_one()
+
+    def settle_one(self) -> None:
+        batch, future = self.in_flight.popleft()
+        try:
+            outcome = future.result()
+        except ConcurrencyError:
+            if not self.partial:
+                first = batch[0].number
+                self.stopped_at = first if self.stopped_at is None else min(first, self.stopped_at)
+                return
+            self.report.errors.extend(_conflicted(batch))
+        else:
+            self.report.created += outcome.created
+            self.report.updated += outcome.updated
+            if outcome.position is not None:
+                self.report.position = max(self.report.position or 0, outcome.position)
+        self.done += len(batch)
+        if self.progress is not None:
+            self.progress("importing", self.done, self.to_apply)
+
+    def finish(self) -> None:
+        while self.in_flight:
+            self.settle_one()
+        if self.stopped_at is not None:
+            raise ImportInterruptedError(self.report, self.stopped_at)
+
+
 def import_books(
     importer: BookBatchImporter,
     ctx: CommandContext,
@@ -160,41 +228,38 @@ def import_books(
     partial: bool = False,
     max_rows: int | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    concurrency: int = 1,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """Check every row, then (all valid, or `partial`) upsert the valid ones in batches."""
+    """Check every row, then (all valid, or `partial`) upsert the valid ones in batches,
+    `concurrency` batches at a time."""
     with closing(open_rows()) as rows:
         checked = _check_all(rows, max_rows, progress)
     report = ImportReport(errors=checked.errors, rows=checked.rows)
     if report.errors and not partial:
         raise ImportRefusedError(report)
-    to_apply = checked.rows - len(checked.errors)
-    done = 0
+    applier = _Applier(
+        importer,
+        ctx,
+        report,
+        partial=partial,
+        concurrency=max(1, concurrency),
+        progress=progress,
+        to_apply=checked.rows - len(checked.errors),
+    )
     batch: list[BookRow] = []
-
-    def flush() -> None:
-        nonlocal done
+    with ThreadPoolExecutor(max_workers=applier.concurrency) as pool:
         try:
-            outcome = importer.import_batch(ctx, batch)
-        except ConcurrencyError:
-            if not partial:
-                raise ImportInterruptedError(report, batch[0].number) from None
-            report.errors.extend(_conflicted(batch))
-        else:
-            report.created += outcome.created
-            report.updated += outcome.updated
-            if outcome.position is not None:
-                report.position = outcome.position
-        done += len(batch)
-        batch.clear()
-        if progress is not None:
-            progress("importing", done, to_apply)
-
-    for row in _valid_rows(open_rows(), checked.first_row):
-        batch.append(row)
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+            for row in _valid_rows(open_rows(), checked.first_row):
+                if applier.stopped_at is not None:
+                    break
+                batch.append(row)
+                if len(batch) >= batch_size:
+                    applier.submit(pool, batch)
+                    batch = []
+            if batch:
+                applier.submit(pool, batch)
+        finally:
+            applier.finish()
     report.errors.sort(key=lambda error: error.number)
     return report

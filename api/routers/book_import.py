@@ -24,7 +24,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from adapters.aggregate_batches import batch_loader
+from adapters.aggregate_batches import batch_loader, parallel_batches
 from adapters.book_files import (
     Format,
     MalformedJsonError,
@@ -167,7 +167,14 @@ def _run_import(
         spool.seek(0)
         return read_rows(spool, file_format)
 
-    return import_books(importer, ctx, open_rows, partial=partial, max_rows=MAX_IMPORT_ROWS)
+    return import_books(
+        importer,
+        ctx,
+        open_rows,
+        partial=partial,
+        max_rows=MAX_IMPORT_ROWS,
+        concurrency=parallel_batches(app),
+    )
 
 
 async def _import_file(

@@ -217,3 +217,20 @@ def test_with_partial_a_batch_that_keeps_losing_races_is_reported_and_the_rest_a
         (3, "conflict"),
         (4, "conflict"),
     ]
+
+
+def test_two_batches_at_a_time_import_the_same_books(app: Bookstore) -> None:
+    bodies = [book_create_body() for _ in range(9)]
+    report = run(app, *bodies, batch_size=2, concurrency=2)
+    assert (report.created, report.updated, report.failed) == (9, 0, 0)
+    assert report.position == app.recorder.max_notification_id()
+    assert all(app.find_book_by_isbn(body["isbn"]) is not None for body in bodies)
+
+
+def test_two_at_a_time_a_batch_that_keeps_losing_stops_the_import_there(app: Bookstore) -> None:
+    bodies = [book_create_body() for _ in range(9)]
+    with pytest.raises(ImportInterruptedError) as interrupted:
+        import_books(LosingSecondBatch(app), ctx(), source(*bodies), batch_size=2, concurrency=2)
+    assert interrupted.value.first_unapplied_row == 3
+    assert run(app, *bodies).failed == 0
+    assert all(app.find_book_by_isbn(body["isbn"]) is not None for body in bodies)

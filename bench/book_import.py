@@ -1,0 +1,277 @@
+"""A 100,000-row catalogue import over HTTP against PostgreSQL, beside COPY of the same rows.
+
+Figure: `POST /books/import` of a CSV file of N new books (realistic rows from
+`bookstore.demo_catalogue`), streamed from disk by httpx to a real `bookstore serve`
+process (one uvicorn process, so its memory is the server's), on a fresh PostgreSQL
+database: seconds, rows/s, and the server's resident memory (sampled every 10 ms from
+/proc) before and at its peak during the request. Then the same file again: a no-op.
+
+Memory flat means: the peak during a 100,000-row import is no higher than during an import
+a fifth of its size, beyond the ~100 bytes a row the duplicate-ISBN check keeps. So a
+smaller file of other books is imported first, and both peaks are printed.
+
+Baseline, in the same run and database: `COPY` of the same CSV bytes into a bare table of
+the same six columns (no key, no index): the floor of getting these rows into PostgreSQL.
+
+The server runs as the README's production setup does (`BOOKSTORE_BROKER_URL` set, so the
+projections run in Celery workers, none started here): what is measured is the import, not
+the `book_listing` catch-up, which bench.projections measures. `--embedded` runs them in
+the server process instead, as `make run` does.
+
+Run: `.venv/bin/python -m bench.book_import [--rows N] [--embedded]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+
+from bench.common import fresh_database
+from bookstore import bootstrap
+from bookstore.demo_catalogue import demo_books
+from bookstore.settings import Settings
+from write_model.context import CommandContext
+from write_model.values import Role
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COLUMNS = ("title", "author", "isbn", "price", "stock", "category")
+PASSWORD = "bench password 1234"
+REDIS_URL = os.environ.get("BOOKSTORE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def write_csv(path: Path, count: int, *, skip: int = 0) -> int:
+    """`count` books (after the first `skip` of the seeded catalogue) as CSV; bytes written."""
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for n, book in enumerate(demo_books(skip + count, seed=1)):
+            if n >= skip:
+                writer.writerow(
+                    [book.title, book.author, book.isbn, book.price, book.stock, book.category]
+                )
+    return path.stat().st_size
+
+
+def copy_baseline(url: str, path: Path) -> float:
+    """Seconds to COPY the file into a bare table of the same columns (created first)."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE bare_books (title text, author text, isbn text, price numeric(8, 2),"
+            " stock integer, category text)"
+        )
+        began = time.perf_counter()
+        statement = "COPY bare_books FROM STDIN (FORMAT csv, HEADER true)"
+        with (
+            connection.transaction(),
+            connection.cursor() as cursor,
+            cursor.copy(statement) as copy,
+            path.open("rb") as data,
+        ):
+            while chunk := data.read(1024 * 1024):
+                copy.write(chunk)
+        took = time.perf_counter() - began
+        connection.execute("DROP TABLE bare_books")
+    return took
+
+
+def server_env(url: str, *, embedded: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        BOOKSTORE_DATABASE_URL=url,
+        BOOKSTORE_ENV="development",
+        BOOKSTORE_SECRET_KEY="bench-secret-key-0123456789abcdef0123456789",
+        BOOKSTORE_PASSWORD_HASH_TIME_COST="1",
+        BOOKSTORE_PASSWORD_HASH_MEMORY_KIB="8192",
+        BOOKSTORE_PASSWORD_HASH_PARALLELISM="1",
+        BOOKSTORE_LOG_LEVEL="WARNING",
+    )
+    env.pop("BOOKSTORE_EVENT_STORE_URL", None)
+    if embedded:
+        env.pop("BOOKSTORE_BROKER_URL", None)
+    else:
+        env["BOOKSTORE_BROKER_URL"] = REDIS_URL
+    return env
+
+
+def make_staff(url: str) -> str:
+    """A staff member, made through the write model; their email."""
+    settings = Settings(
+        database_url=url,
+        env="development",
+        password_hash_time_cost=1,
+        password_hash_memory_kib=8192,
+        password_hash_parallelism=1,
+    )
+    bootstrap.migrate(settings)
+    container = bootstrap.build(settings)
+    try:
+        email = "staff@bench.example.com"
+        app = container.write_app
+        ctx = CommandContext.system("bench")
+        user = app.register_user(ctx, email=email, password_hash=container.hasher.hash(PASSWORD))
+        app.change_role(ctx, user.id, Role.STAFF)
+    finally:
+        container.close()
+    return email
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """`bookstore serve` (one process), its base URL and pid."""
+    port = free_port()
+    command = [str(BIN / "bookstore"), "serve", "--port", str(port), "--workers", "1"]
+    command.append("--no-auto-migrate")
+    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("the server did not come up")
+            time.sleep(0.2)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakRss:
+    """Samples a process's resident memory every 10 ms while in use; `peak` in MiB."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mib(self.pid))
+
+
+@dataclass
+class Run:
+    rows: int
+    seconds: float
+    rss_before: float
+    rss_peak: float
+    report: dict[str, Any]
+
+
+def post_file(base: str, token: str, path: Path, pid: int, rows: int) -> Run:
+    before = rss_mib(pid)
+    with PeakRss(pid) as peak, path.open("rb") as body:
+        began = time.perf_counter()
+        response = httpx.post(
+            base + "/books/import",
+            content=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"},
+            timeout=600,
+        )
+        took = time.perf_counter() - began
+    if response.status_code != 200:
+        raise RuntimeError(f"import answered {response.status_code}: {response.text[:500]}")
+    return Run(rows, took, before, peak.peak, response.json())
+
+
+def login(base: str, email: str) -> str:
+    response = httpx.post(base + "/auth/login", json={"email": email, "password": PASSWORD})
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def flush_broker() -> None:
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.book_import", description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the big import")
+    parser.add_argument("--embedded", action="store_true", help="projections in the server process")
+    args = parser.parse_args(argv)
+    small = max(1, args.rows // 5)
+    with tempfile.TemporaryDirectory() as folder, fresh_database("bench_import") as url:
+        big_file, small_file = Path(folder) / "big.csv", Path(folder) / "small.csv"
+        size = write_csv(big_file, args.rows)
+        write_csv(small_file, small, skip=args.rows)
+        copy_seconds = copy_baseline(url, big_file)
+        email = make_staff(url)
+        flush_broker()
+        try:
+            with server(server_env(url, embedded=args.embedded)) as (base, pid):
+                token = login(base, email)
+                first = post_file(base, token, small_file, pid, small)
+                big = post_file(base, token, big_file, pid, args.rows)
+                again = post_file(base, token, big_file, pid, args.rows)
+        finally:
+            flush_broker()
+    mode = "embedded projections" if args.embedded else "projections in workers (none running)"
+    print(f"book import over HTTP, PostgreSQL, `bookstore serve` 1 process, {mode}")
+    print(f"file: {args.rows:,} rows, {size / 1e6:.1f} MB of CSV")
+    print(
+        f"  baseline COPY into a bare table: {copy_seconds:6.2f} s "
+        f"({args.rows / copy_seconds:,.0f} rows/s)"
+    )
+    for label, run in (
+        (f"import {small:,} new rows", first),
+        (f"import {args.rows:,} new rows", big),
+        (f"import the same {args.rows:,} again", again),
+    ):
+        report = {k: run.report[k] for k in ("created", "updated", "failed")}
+        print(
+            f"  {label:<32} {run.seconds:6.2f} s ({run.rows / run.seconds:,.0f} rows/s), "
+            f"{run.seconds / copy_seconds:5.1f}x COPY; server RSS {run.rss_before:.0f} -> "
+            f"peak {run.rss_peak:.0f} MiB; {report}"
+        )
+
+
+if __name__ == "__main__":
+    main()
