@@ -119,6 +119,7 @@ def _not_found(book_id: UUID) -> ProblemError:
 
 @router.get(
     "",
+    name="books-list",
     response_model=BookPage,
     summary="Browse the catalogue: filter, sort, page",
     description=(
@@ -194,6 +195,7 @@ def _book_as_of(app: Bookstore, book_id: UUID, moment: datetime) -> Book:
 
 @router.get(
     "/{book_id}",
+    name="books-read",
     response_model=BookPublic,
     summary="One book, with its version as ETag; `?as_of=` for the book as it was then",
     description=(
@@ -260,6 +262,7 @@ def _history_item(recorded: RecordedEvent) -> BookEvent:
 
 @router.get(
     "/{book_id}/history",
+    name="books-history",
     response_model=BookHistory,
     summary="A book's events, oldest first (staff); a removed book's too",
     responses=problem_responses({**STAFF_ERRORS, 404: "No such book", 422: "Bad id"}),
@@ -277,6 +280,7 @@ def read_book_history(*, book_id: UUID, staff: StaffUser, app: WriteApp) -> Book
 
 @router.post(
     "",
+    name="books-create",
     status_code=201,
     dependencies=[JsonBody],
     response_model=BookPublic,
@@ -336,6 +340,7 @@ def _expected_version(app: Bookstore, book_id: UUID, if_match: list[str]) -> int
 
 @router.put(
     "/{book_id}",
+    name="books-update",
     dependencies=[JsonBody],
     response_model=BookPublic,
     summary="Change any of a book's fields (staff); If-Match guards against lost updates",
@@ -391,6 +396,7 @@ def update_book(
 
 @router.delete(
     "/{book_id}",
+    name="books-delete",
     status_code=204,
     response_class=Response,
     summary="Remove a book (admin); it leaves the listing before this answers",
