@@ -1,4 +1,12 @@
-"""The Book aggregate: catalogue details and the stock that orders take."""
+"""The Book aggregate: catalogue details and the stock that orders take.
+
+Versioning: `Book.Registered` is at class version 2 (it gained `language`). Events stored
+before carry no `class_version` and no `language`; the library's mapper calls
+`Registered.upcast_v1_v2` on their state as it decodes them, so every reader (the
+aggregate, projections, `GET /events`, the export) sees the current shape. Snapshots of a
+Book are upcast the same way by `Book.upcast_v1_v2`. A stored event type is never renamed;
+a new field gets a default in an upcaster rather than a migration of the log.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +28,39 @@ from write_model.values import validate_price, validate_stock, validate_text
 TITLE_MAX = 500
 AUTHOR_MAX = 300
 CATEGORY_MAX = 100
+# What a book registered before `language` existed is taken to be written in (BCP 47 tag).
+DEFAULT_LANGUAGE = "en"
+LANGUAGE_MAX = 35
 
 
 class Book(Aggregate):
     """A title on sale. Stock never goes below zero; a removed book takes no command."""
+
+    # Version 2 of the aggregate's own state (its snapshots) holds `language`.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before `language` existed: the book is in the default one."""
+        state.setdefault("language", DEFAULT_LANGUAGE)
+
+    class Registered(Aggregate.Created):
+        """The book entered the catalogue. v2 added `language`; v1 events are upcast."""
+
+        class_version = 2
+
+        title: str
+        author: str
+        isbn: str
+        price: Decimal
+        stock: int
+        category: str
+        language: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """v1 (no `language`) -> v2: books registered before it are in the default."""
+            state.setdefault("language", DEFAULT_LANGUAGE)
 
     @classmethod
     def register(
@@ -35,6 +72,7 @@ class Book(Aggregate):
         price: Decimal | int | str,
         stock: int,
         category: str,
+        language: str = DEFAULT_LANGUAGE,
     ) -> Book:
         """Validate, then record the registration (validation never runs on replay)."""
         return cls(
@@ -44,11 +82,19 @@ class Book(Aggregate):
             price=validate_price(price),
             stock=validate_stock(stock),
             category=validate_text("category", category, CATEGORY_MAX),
+            language=validate_text("language", language, LANGUAGE_MAX),
         )
 
-    @event("Registered")
+    @event(Registered)
     def __init__(  # noqa: PLR0917 (the event's fields, replayed by keyword)
-        self, title: str, author: str, isbn: str, price: Decimal, stock: int, category: str
+        self,
+        title: str,
+        author: str,
+        isbn: str,
+        price: Decimal,
+        stock: int,
+        category: str,
+        language: str = DEFAULT_LANGUAGE,
     ) -> None:
         self.title = title
         self.author = author
@@ -56,6 +102,7 @@ class Book(Aggregate):
         self.price = price
         self.stock = stock
         self.category = category
+        self.language = language
         self.removed = False
 
     def _ensure_live(self) -> None:
