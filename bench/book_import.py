@@ -10,8 +10,10 @@ Memory flat means: the peak during a 100,000-row import is no higher than during
 a fifth of its size, beyond the ~100 bytes a row the duplicate-ISBN check keeps. So a
 smaller file of other books is imported first, and both peaks are printed.
 
-Baseline, in the same run and database: `COPY` of the same CSV bytes into a bare table of
-the same six columns (no key, no index): the floor of getting these rows into PostgreSQL.
+Baselines, in the same run: `COPY` of the same CSV bytes into a bare table of the same six
+columns (no key, no index), the floor of getting these rows into PostgreSQL; and the event
+store's own `Application.save` of the same books and ISBN keys, 500 books a save, in a
+database of its own: the floor of getting them into the event log through the library.
 
 The server runs as the README's production setup does (`BOOKSTORE_BROKER_URL` set, so the
 projections run in Celery workers, none started here): what is measured is the import, not
@@ -46,9 +48,12 @@ from bench.common import fresh_database
 from bookstore import bootstrap
 from bookstore.demo_catalogue import demo_books
 from bookstore.settings import Settings
+from write_model.book import Book
 from write_model.context import CommandContext
+from write_model.key_index import KeyIndex
 from write_model.values import Role
 
+SAVE_BATCH = 500
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 COLUMNS = ("title", "author", "isbn", "price", "stock", "category")
@@ -89,6 +94,35 @@ def copy_baseline(url: str, path: Path) -> float:
         took = time.perf_counter() - began
         connection.execute("DROP TABLE bare_books")
     return took
+
+
+def library_floor(path: Path) -> float:
+    """Seconds for the event store alone to save the same books, in a database of its own.
+
+    The rows are read and turned into `Book` and ISBN `KeyIndex` aggregates first (not
+    timed), then saved 500 books (1,000 events) to an `Application.save`, as the import's
+    batches are: what the library costs, with no HTTP, parsing, checking or loading.
+    """
+    with fresh_database("bench_import_floor") as url:
+        settings = Settings(database_url=url, env="development")
+        bootstrap.migrate(settings)
+        container = bootstrap.build(settings)
+        try:
+            with path.open(encoding="utf-8", newline="") as data:
+                books = [Book.register(**_typed(row)) for row in csv.DictReader(data)]
+            batches = [books[i : i + SAVE_BATCH] for i in range(0, len(books), SAVE_BATCH)]
+            app = container.write_app
+            began = time.perf_counter()
+            for batch in batches:
+                indexes = [KeyIndex(kind="isbn", key=b.isbn, owner_id=b.id) for b in batch]
+                app.save(*batch, *indexes)
+            return time.perf_counter() - began
+        finally:
+            container.close()
+
+
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+    return {**row, "stock": int(row["stock"])}
 
 
 def server_env(url: str, *, embedded: bool) -> dict[str, str]:
@@ -205,6 +239,51 @@ class Run:
     report: dict[str, Any]
 
 
+@contextlib.contextmanager
+def profiled(pid: int, output: Path | None) -> Iterator[None]:
+    """py-spy (if asked for and installed) sampling the server while the block runs."""
+    if output is None:
+        yield
+        return
+    command = [str(BIN / "py-spy"), "record", "--pid", str(pid), "--rate", "200"]
+    command += ["--format", "raw", "--output", str(output), "--nonblocking", "--idle"]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # attached before the request starts
+    try:
+        yield
+    finally:
+        spy.send_signal(2)  # SIGINT: py-spy writes what it has
+        spy.wait(60)
+
+
+def summarise_profile(path: Path, top: int = 30) -> None:
+    """Where the import's wall-clock time went, waits included (py-spy `--idle`).
+
+    Per thread that worked on the import (the one reading and checking rows, and the
+    ones applying batches): the share of its samples under each function (inclusive).
+    """
+    threads: dict[str, dict[str, int]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if "import_batch" in stack:
+            role = "applying batches"
+        elif "_run_import" in stack:
+            role = "reading and checking rows"
+        else:
+            continue
+        inclusive = threads.setdefault(role, {})
+        inclusive[""] = inclusive.get("", 0) + int(count)
+        for frame in set(frames[1:]):
+            name = frame.split(" (")[0]
+            inclusive[name] = inclusive.get(name, 0) + int(count)
+    for role, inclusive in threads.items():
+        total = inclusive.pop("")
+        print(f"  profile, thread(s) {role}: {total} samples (waits included); inclusive:")
+        for frame, samples in sorted(inclusive.items(), key=lambda item: -item[1])[:top]:
+            print(f"    {100 * samples / total:5.1f}%  {frame}")
+
+
 def post_file(base: str, token: str, path: Path, pid: int, rows: int) -> Run:
     before = rss_mib(pid)
     with PeakRss(pid) as peak, path.open("rb") as body:
@@ -232,10 +311,17 @@ def flush_broker() -> None:
         redis.Redis.from_url(REDIS_URL).flushdb()
 
 
+def per_row(seconds: float, rows: int) -> float:
+    return seconds / rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.book_import", description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the big import")
     parser.add_argument("--embedded", action="store_true", help="projections in the server process")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the server during the big import into this file"
+    )
     args = parser.parse_args(argv)
     small = max(1, args.rows // 5)
     with tempfile.TemporaryDirectory() as folder, fresh_database("bench_import") as url:
@@ -243,13 +329,15 @@ def main(argv: list[str] | None = None) -> None:
         size = write_csv(big_file, args.rows)
         write_csv(small_file, small, skip=args.rows)
         copy_seconds = copy_baseline(url, big_file)
+        floor_seconds = library_floor(big_file)
         email = make_staff(url)
         flush_broker()
         try:
             with server(server_env(url, embedded=args.embedded)) as (base, pid):
                 token = login(base, email)
                 first = post_file(base, token, small_file, pid, small)
-                big = post_file(base, token, big_file, pid, args.rows)
+                with profiled(pid, args.profile):
+                    big = post_file(base, token, big_file, pid, args.rows)
                 again = post_file(base, token, big_file, pid, args.rows)
         finally:
             flush_broker()
@@ -260,6 +348,10 @@ def main(argv: list[str] | None = None) -> None:
         f"  baseline COPY into a bare table: {copy_seconds:6.2f} s "
         f"({args.rows / copy_seconds:,.0f} rows/s)"
     )
+    print(
+        f"  baseline eventsourcing save of the same books, 500 a save (no HTTP, parsing, "
+        f"checks or loads): {floor_seconds:6.2f} s ({args.rows / floor_seconds:,.0f} rows/s)"
+    )
     for label, run in (
         (f"import {small:,} new rows", first),
         (f"import {args.rows:,} new rows", big),
@@ -268,9 +360,14 @@ def main(argv: list[str] | None = None) -> None:
         report = {k: run.report[k] for k in ("created", "updated", "failed")}
         print(
             f"  {label:<32} {run.seconds:6.2f} s ({run.rows / run.seconds:,.0f} rows/s), "
-            f"{run.seconds / copy_seconds:5.1f}x COPY; server RSS {run.rss_before:.0f} -> "
+            f"{per_row(run.seconds, run.rows) / per_row(copy_seconds, args.rows):5.0f}x COPY, "
+            f"{per_row(run.seconds, run.rows) / per_row(floor_seconds, args.rows):4.2f}x the "
+            f"library's saves (per row); server RSS {run.rss_before:.0f} -> "
             f"peak {run.rss_peak:.0f} MiB; {report}"
         )
+
+    if args.profile is not None:
+        summarise_profile(args.profile)
 
 
 if __name__ == "__main__":
