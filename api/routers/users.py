@@ -14,11 +14,13 @@ from fastapi.exceptions import RequestValidationError
 
 from api.deps import (
     AdminUser,
+    AppSettings,
     CurrentUser,
     Hasher,
     JsonBody,
     ReadConnection,
     RefreshTokens,
+    Throttle,
     WriteApp,
     command_context,
     projection_caught_up,
@@ -33,6 +35,7 @@ from api.schemas.users import (
     UserPublic,
     UserUpdateMe,
 )
+from api.security.throttling import client_address, reserve_password_guess
 from read_model.users import list_users
 from write_model.errors import DuplicateKeyError
 from write_model.values import Role, normalise_email
@@ -127,6 +130,7 @@ def read_me(user: CurrentUser) -> UserPublic:
                 403: "current_password is wrong",
                 409: "Email already registered",
                 422: "Invalid body, or current_password missing for an email or password change",
+                429: "Too many wrong passwords for this account from your address; see Retry-After",
             }
         ),
     },
@@ -140,6 +144,8 @@ def update_me(
     app: WriteApp,
     hasher: Hasher,
     refresh_tokens: RefreshTokens,
+    throttle: Throttle,
+    settings: AppSettings,
 ) -> UserPublic:
     new_email = normalise_email(str(body.email)) if body.email is not None else None
     changes_email = new_email is not None and new_email != user.email
@@ -154,8 +160,13 @@ def update_me(
                     }
                 ]
             )
+        # A stolen access token must not buy unlimited guesses: counted like a login.
+        guess = reserve_password_guess(
+            throttle, settings, email=user.email, address=client_address(request)
+        )
         if not hasher.verify(body.current_password, app.password_hash_of(user.id)):
             raise ProblemError("wrong-current-password", "current_password is wrong")
+        guess.succeeded()
     # Everything that can fail without the database goes first (hashing is slow and may
     # run out of memory): a request refused after its first write would be half done.
     new_hash = hasher.hash(body.new_password) if body.new_password else None
