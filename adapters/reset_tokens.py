@@ -25,9 +25,19 @@ class ResetTokenStore:
         self.engine = engine
 
     def issue(self, user_id: UUID, *, ttl: timedelta) -> str:
+        """A new token for the user; it supersedes (burns) every older open one, so only the
+        latest mail's token works and a pile of requests leaves one live token, not many."""
         token = secrets.token_urlsafe(32)
         now = utcnow()
         with self.engine.begin() as connection:
+            connection.execute(
+                update(password_reset_tokens)
+                .where(
+                    password_reset_tokens.c.user_id == str(user_id),
+                    password_reset_tokens.c.used_at.is_(None),
+                )
+                .values(used_at=now)
+            )
             connection.execute(
                 insert(password_reset_tokens).values(
                     token_hash=digest(token),

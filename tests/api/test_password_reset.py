@@ -153,3 +153,22 @@ def test_the_cli_prints_the_outbox_as_json_lines(
     assert len(everything.output.splitlines()) == 2
     assert refused.exit_code == 1
     assert "production" in refused.output
+
+
+def test_a_new_reset_token_supersedes_the_older_ones(
+    client: TestClient, container: Container
+) -> None:
+    account = new_account(client, container)
+    client.post("/auth/password-reset", json={"email": account.email})
+    older = reset_token_for(container, account.email)
+    client.post("/auth/password-reset", json={"email": account.email})
+    newer = reset_token_for(container, account.email)
+
+    stale = client.post(
+        "/auth/password-reset/confirm", json={"token": older, "new_password": NEW_PASSWORD}
+    )
+    assert_problem(stale, 400, "invalid-reset-token")
+    fresh = client.post(
+        "/auth/password-reset/confirm", json={"token": newer, "new_password": NEW_PASSWORD}
+    )
+    assert fresh.status_code == 204
