@@ -349,9 +349,11 @@ def _logged(row: dict[str, Any]) -> LoggedEvent:
 
 # The watermark, the batch (one row more than asked) and, only when the batch is not full,
 # what a short read needs: the newest id below the watermark, whether anything at all lies
-# between the position and the watermark, and whether committed events wait above it. The
-# CASE branches' subqueries run only when taken, so a full batch of a long catch-up never
-# scans the rest of the log. Everything in one round trip.
+# between the position and the watermark, and whether committed events wait above it. Each
+# of those is computed once (in a one-row CTE, never per batch row), only when its CASE
+# branch is taken (so a full batch of a long catch-up never looks at the rest of the log),
+# and as an ordered LIMIT 1 that an index answers in a few pages (EXISTS would be planned
+# as a scan that reads the whole table whenever nothing matches). One round trip.
 _READ = SQL("""
 WITH w AS MATERIALIZED (
     SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin
@@ -363,23 +365,29 @@ WITH w AS MATERIALIZED (
       AND e.topic = ANY(%(topics)s)
     ORDER BY e.tx_id, e.notification_id
     LIMIT %(over)s
+), found AS MATERIALIZED (
+    SELECT count(*) <= %(limit)s AS short FROM batch
 ), summary AS MATERIALIZED (
-    SELECT (SELECT xmin FROM w) AS xmin,
+    SELECT (SELECT xmin FROM w)::text AS watermark,
            (SELECT max(notification_id) FROM {events}) AS head,
-           (SELECT count(*) FROM batch) AS found
+           CASE WHEN (SELECT short FROM found) THEN
+               (SELECT notification_id FROM {events}
+                WHERE notification_id > %(passed)s AND tx_id < (SELECT xmin FROM w)
+                ORDER BY notification_id DESC LIMIT 1)
+           END AS passed,
+           CASE WHEN (SELECT short FROM found) THEN
+               (SELECT notification_id FROM {events}
+                WHERE (tx_id, notification_id) > (%(tx)s::xid8, %(id)s)
+                  AND tx_id < (SELECT xmin FROM w)
+                ORDER BY tx_id, notification_id LIMIT 1) IS NOT NULL
+           END AS moved,
+           CASE WHEN (SELECT short FROM found) THEN
+               (SELECT notification_id FROM {events}
+                WHERE tx_id >= (SELECT xmin FROM w)
+                ORDER BY tx_id, notification_id LIMIT 1) IS NOT NULL
+           END AS held_back
 )
-SELECT s.xmin::text AS watermark, s.head,
-       CASE WHEN s.found <= %(limit)s THEN
-           (SELECT max(notification_id) FROM {events}
-            WHERE notification_id > %(passed)s AND tx_id < s.xmin)
-       END AS passed,
-       CASE WHEN s.found <= %(limit)s THEN
-           EXISTS (SELECT 1 FROM {events}
-                   WHERE (tx_id, notification_id) > (%(tx)s::xid8, %(id)s) AND tx_id < s.xmin)
-       END AS moved,
-       CASE WHEN s.found <= %(limit)s THEN
-           EXISTS (SELECT 1 FROM {events} WHERE tx_id >= s.xmin)
-       END AS held_back,
+SELECT s.watermark, s.head, s.passed, s.moved, s.held_back,
        b.tx_id::text AS tx_id, b.notification_id, b.originator_id, b.originator_version,
        b.topic, b.state
 FROM summary s LEFT JOIN batch b ON true
@@ -402,8 +410,9 @@ _BACKLOG = SQL("""
 SELECT (SELECT max(notification_id) FROM {events}) AS head,
        (SELECT count(*) FROM {events}
         WHERE (tx_id, notification_id) > (%(tx)s::xid8, %(id)s)) AS events,
-       EXISTS (SELECT 1 FROM {events}
-               WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot())) AS held_back
+       (SELECT notification_id FROM {events}
+        WHERE tx_id >= pg_snapshot_xmin(pg_current_snapshot())
+        ORDER BY tx_id, notification_id LIMIT 1) IS NOT NULL AS held_back
 """)
 
 _FIRST_AFTER = SQL("""
