@@ -56,6 +56,26 @@ def _headers_with_schemas(schema: dict[str, Any]) -> None:
                     header.setdefault("schema", HEADER_SCHEMAS.get(name, {"type": "string"}))
 
 
+def _parameters_never_null(schema: dict[str, Any]) -> None:
+    """A query, header or path parameter is a string on the wire: absent, never JSON null.
+
+    FastAPI declares an optional parameter (`str | None = None`) as `anyOf [X, null]`;
+    generators then type it `None | X | Unset`, and fuzzers send the text `null`. Being
+    optional is what `required: false` says, so the schema keeps X alone.
+    """
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                declared = parameter.get("schema", {})
+                branches = declared.get("anyOf", [])
+                kept = [branch for branch in branches if branch != {"type": "null"}]
+                if len(kept) == 1 and len(branches) == 2:
+                    del declared["anyOf"]
+                    declared.update(kept[0])
+                    if declared.get("default", ...) is None:
+                        del declared["default"]
+
+
 FORM_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 LOGIN_FORM_NOTE = (
     "The body is JSON. As the OAuth2 password flow's token URL, this path also takes the "
@@ -126,6 +146,7 @@ def install_openapi(app: FastAPI) -> None:
             _problems_as_problem_json(schema)
             _headers_with_schemas(schema)
             _token_url_bodies_as_json(schema)
+            _parameters_never_null(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -137,3 +137,13 @@ def test_every_response_header_has_a_schema(document: dict[str, Any]) -> None:
         for status, response in operation["responses"].items():
             for name, header in response.get("headers", {}).items():
                 assert "schema" in header, (method, path, status, name)
+
+
+def test_no_parameter_is_declared_nullable(document: dict[str, Any]) -> None:
+    """A parameter is absent or a string on the wire; `required: false` says it may be absent."""
+    for method, path, operation in operations(document):
+        for parameter in operation.get("parameters", []):
+            schema = parameter["schema"]
+            branches = schema.get("anyOf", [])
+            assert {"type": "null"} not in branches, (method, path, parameter["name"])
+            assert schema.get("type") != "null", (method, path, parameter["name"])
