@@ -8,6 +8,7 @@ from the table, or a protected route whose role check was forgotten, fails here.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,11 @@ def _book(world: World) -> dict[str, str]:
     return {"book_id": str(new_book(world.container.write_app, stock=1000))}
 
 
+def _import_file(world: World) -> dict[str, Any]:
+    """A one-book JSON file, uploaded as `POST /books/import` takes it (multipart `file`)."""
+    return {"files": {"file": ("books.json", json.dumps([book_create_body()]), "application/json")}}
+
+
 def _listed_book(world: World) -> dict[str, str]:
     """A fresh book, already in the book_listing projection, so a read of it finds it."""
     app = world.container.write_app
@@ -138,6 +144,7 @@ CONTRACT: dict[tuple[str, str], Rule] = {
     ("PUT", "/books/{book_id}"): Rule("staff", 200, lambda w: {"json": {"stock": 3}}, _book),
     ("DELETE", "/books/{book_id}"): Rule("admin", 204, path=_book),
     ("GET", "/books/{book_id}/history"): Rule("staff", 200, path=_book),
+    ("POST", "/books/import"): Rule("staff", 200, _import_file),
     ("GET", "/health"): Rule(None, 200),
     ("GET", "/openapi.json"): Rule(None, 200),
     ("GET", "/docs"): Rule(None, 200),
