@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api.middleware import RequestIdMiddleware
 from api.openapi import install_openapi, operation_id
 from api.problems import install_problem_handlers
-from api.routers import auth, books, cart, health, orders, users
+from api.routers import auth, books, cart, events, health, orders, users
 from api.routers.book_import import MAX_IMPORT_BYTES
 from api.routers.book_import import router as book_import_router
 from api.security.tokens import TokenCodec
@@ -39,6 +39,7 @@ TAGS = [
     {"name": "cart", "description": "Your cart: current prices and availability, always current."},
     {"name": "orders", "description": "Place orders from your cart, follow, cancel and ship them."},
     {"name": "operations", "description": "Health of the service."},
+    {"name": "events", "description": "The event log, a page at a time, for analysts (admin)."},
 ]
 
 
@@ -77,5 +78,6 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(cart.router)
     app.include_router(orders.router)
     app.include_router(health.router)
+    app.include_router(events.router)
     install_openapi(app)
     return app

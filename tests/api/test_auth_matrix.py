@@ -146,6 +146,7 @@ CONTRACT: dict[tuple[str, str], Rule] = {
     ("GET", "/books/{book_id}/history"): Rule("staff", 200, path=_book),
     ("POST", "/books/import"): Rule("staff", 200, _import_file),
     ("GET", "/health"): Rule(None, 200),
+    ("GET", "/events"): Rule("admin", 200),
     ("GET", "/openapi.json"): Rule(None, 200),
     ("GET", "/docs"): Rule(None, 200),
     ("GET", "/docs/oauth2-redirect"): Rule(None, 200),
