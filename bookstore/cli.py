@@ -7,6 +7,7 @@ import typer
 from bookstore import bootstrap
 from bookstore.cli_books import books_app
 from bookstore.cli_demo import register_demo_commands
+from bookstore.cli_events import register_event_commands
 from bookstore.cli_mail import mail_app
 from bookstore.cli_projections import register_projection_commands
 from bookstore.logging_setup import logging_config
@@ -21,6 +22,7 @@ app.add_typer(mail_app, name="mail")
 app.add_typer(books_app, name="books")
 register_projection_commands(app)
 register_demo_commands(app)
+register_event_commands(app)
 
 
 @app.command()
