@@ -94,6 +94,11 @@ def get_projections(container: ContainerDep) -> ProjectionServices:
     return container.projections
 
 
+def get_mail_waker(container: ContainerDep) -> Callable[[], None]:
+    """What to call after queueing mail, so it goes out soon (the drainer also polls)."""
+    return container.wake_mail
+
+
 def read_connection(container: ContainerDep) -> Iterator[Connection]:
     """A connection to the read database for one request, closed after the response."""
     with container.read_engine.connect() as connection:
@@ -107,6 +112,7 @@ RefreshTokens = Annotated[RefreshTokenStore, Depends(get_refresh_tokens)]
 ResetTokens = Annotated[ResetTokenStore, Depends(get_reset_tokens)]
 Outbox = Annotated[MailOutbox, Depends(get_outbox)]
 Throttle = Annotated[LoginThrottle, Depends(get_login_throttle)]
+MailWaker = Annotated[Callable[[], None], Depends(get_mail_waker)]
 Projections = Annotated[ProjectionServices, Depends(get_projections)]
 ReadConnection = Annotated[Connection, Depends(read_connection)]
 

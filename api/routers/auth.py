@@ -1,89 +1,50 @@
 """/auth: register, log in (JSON or the OAuth2 form), refresh, reset a password.
 
-Login gives the same 401 for an unknown email and a wrong password, and takes the same
-time for both: an unknown email is verified against a dummy hash. Failures are counted
-per email and per client address; past the limit the answer is 429 with Retry-After.
+Each route is the contract's row: path, who may call it, status, and one call. The logic
+lives beside the token code: `api.security.login`, `.sessions` and `.password_reset`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import unicodedata
 from datetime import timedelta
-from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi import APIRouter, BackgroundTasks, Request, Response, status
 
-from api.deps import BEARER, ContainerDep, JsonBody, TokenCodecDep, command_context
+from api.deps import (
+    BEARER,
+    AppSettings,
+    Hasher,
+    JsonBody,
+    MailWaker,
+    Outbox,
+    RefreshTokens,
+    ResetTokens,
+    Throttle,
+    TokenCodecDep,
+    WriteApp,
+    command_context,
+)
 from api.problems import ProblemError, problem_responses
 from api.schemas.auth import (
     Accepted,
-    LoginForm,
-    LoginRequest,
     PasswordResetConfirm,
     PasswordResetRequest,
     RefreshRequest,
     TokenResponse,
 )
 from api.schemas.users import UserPublic, UserRegister
-from api.security.sessions import RefreshRefusedError, TokenPair, open_session, rotate
-from bookstore.bootstrap import Container
+from api.security.login import client_host, log_in
+from api.security.login_body import LOGIN_OPENAPI_BODY, LoginCredentials
+from api.security.password_reset import confirm_reset, send_reset_mail
+from api.security.sessions import RefreshRefusedError, rotate
 from write_model.errors import DuplicateKeyError
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 EVENT_POSITION = {"X-Event-Position": {"description": "Store position of the last event."}}
-
-
-def _validation_error(error: ValidationError) -> RequestValidationError:
-    return RequestValidationError(
-        [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_input=False)]
-    )
-
-
-async def login_credentials(request: Request) -> LoginRequest:
-    """Credentials from a JSON body or from the OAuth2 password form, whichever was sent."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in FORM_TYPES:
-        form = await request.form()
-        try:
-            fields = LoginForm.model_validate(
-                {key: value for key, value in form.items() if isinstance(value, str)}
-            )
-        except ValidationError as error:
-            raise _validation_error(error) from None
-        return LoginRequest(email=fields.username, password=fields.password)
-    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        raise ProblemError(
-            "unsupported-media-type",
-            "Send application/json or application/x-www-form-urlencoded",
-        )
-    try:
-        data: Any = json.loads(await request.body())
-    except (ValueError, RecursionError):
-        # RecursionError: nested too deeply to parse (e.g. 100,000 "[").
-        raise ProblemError("malformed-json", "The body is not valid JSON") from None
-    try:
-        return LoginRequest.model_validate(data)
-    except ValidationError as error:
-        raise _validation_error(error) from None
-
-
-def _tokens(pair: TokenPair) -> TokenResponse:
-    return TokenResponse(
-        access_token=pair.access_token, refresh_token=pair.refresh_token, expires_in=pair.expires_in
-    )
-
-
-def _throttle_keys(request: Request, email: str) -> list[str]:
-    address = request.client.host if request.client else "unknown"
-    return [f"email:{email.strip().lower()}", f"ip:{address}"]
 
 
 @router.post(
@@ -105,11 +66,11 @@ def _throttle_keys(request: Request, email: str) -> list[str]:
     },
 )
 def register(
-    body: UserRegister, request: Request, response: Response, container: ContainerDep
+    body: UserRegister, request: Request, response: Response, app: WriteApp, hasher: Hasher
 ) -> UserPublic:
-    password_hash = container.hasher.hash(body.password)
+    password_hash = hasher.hash(body.password)
     try:
-        created = container.write_app.register_user(
+        created = app.register_user(
             command_context(request, None),
             email=str(body.email),
             password_hash=password_hash,
@@ -118,25 +79,14 @@ def register(
     except DuplicateKeyError:
         raise ProblemError("email-taken", "This email is already registered") from None
     response.headers["X-Event-Position"] = str(created.position)
-    return UserPublic.of(container.write_app.get_user(created.id))
-
-
-LOGIN_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": LoginRequest.model_json_schema()},
-            "application/x-www-form-urlencoded": {"schema": LoginForm.model_json_schema()},
-        },
-    }
-}
+    return UserPublic.of(app.get_user(created.id))
 
 
 @router.post(
     "/login",
     response_model=TokenResponse,
     summary="Log in with email and password (JSON, or the OAuth2 password form)",
-    openapi_extra=LOGIN_BODY,
+    openapi_extra=LOGIN_OPENAPI_BODY,
     responses=problem_responses(
         {
             400: "Malformed JSON",
@@ -148,38 +98,26 @@ LOGIN_BODY = {
     ),
 )
 def login(
-    credentials: Annotated[LoginRequest, Depends(login_credentials)],
+    *,
+    credentials: LoginCredentials,
     request: Request,
-    container: ContainerDep,
+    app: WriteApp,
+    hasher: Hasher,
+    throttle: Throttle,
+    refresh_tokens: RefreshTokens,
     codec: TokenCodecDep,
 ) -> TokenResponse:
-    # Registration stores the NFC form (the email validator normalises it): a client
-    # sending "jo\u0308rg@..." (NFD, as some keyboards do) means the same address.
-    email = unicodedata.normalize("NFC", credentials.email)
-    throttle = container.auth.throttle
-    keys = _throttle_keys(request, email)
-    retry_after = throttle.retry_after(keys)
-    if retry_after is not None:
-        raise ProblemError(
-            "login-throttled",
-            f"Too many failed logins; try again in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
-    app = container.write_app
-    user = app.find_user_by_email(email)
-    stored = app.password_hash_of(user.id) if user is not None else None
-    # With no user, `verify` checks a dummy hash: both failures take the same time.
-    verified = container.hasher.verify(credentials.password, stored)
-    if user is None or stored is None or not verified or not user.is_active:
-        if not verified:
-            throttle.record_failure(keys)
-        raise ProblemError("invalid-credentials", headers=BEARER)
-    throttle.reset(keys[0])
-    if container.hasher.needs_update(stored):
-        # An old bcrypt hash (or weaker argon2 parameters): upgrade while we hold the password.
-        app.rehash_password(user.id, container.hasher.hash(credentials.password))
-        log.info("password hash of user %s upgraded", user.id)
-    return _tokens(open_session(container, codec, user))
+    pair = log_in(
+        email=credentials.email,
+        password=credentials.password,
+        client=client_host(request),
+        app=app,
+        hasher=hasher,
+        throttle=throttle,
+        refresh_tokens=refresh_tokens,
+        codec=codec,
+    )
+    return TokenResponse.of(pair)
 
 
 @router.post(
@@ -196,52 +134,17 @@ def login(
         }
     ),
 )
-def refresh(body: RefreshRequest, container: ContainerDep, codec: TokenCodecDep) -> TokenResponse:
+def refresh(
+    body: RefreshRequest, app: WriteApp, refresh_tokens: RefreshTokens, codec: TokenCodecDep
+) -> TokenResponse:
     try:
-        return _tokens(rotate(container, codec, body.refresh_token))
+        pair = rotate(
+            refresh_token=body.refresh_token, app=app, refresh_tokens=refresh_tokens, codec=codec
+        )
     except RefreshRefusedError as error:
         log.info("refresh refused: %s", error)
         raise ProblemError("invalid-refresh-token", headers=BEARER) from None
-
-
-RESET_SUBJECT = "Reset your Bookstore password"
-RESET_BODY = """Someone (hopefully you) asked to reset the password of this Bookstore account.
-
-Your one-time reset token, valid for {minutes} minutes:
-
-    {token}
-
-Send it with your new password:
-
-    POST /auth/password-reset/confirm
-    {{"token": "<the token above>", "new_password": "<your new password>"}}
-
-If you did not ask for this, ignore this mail: your password stays as it is.
-"""
-
-
-def _send_reset_mail(container: Container, email: str) -> None:
-    """Issue a token and queue its mail, if `email` is an active user's; after the 202.
-
-    Run as a background task, once the answer is out: issuing and queueing take a few
-    writes, and a request that waited for them would answer measurably later for a
-    registered email than for an unknown one, telling an attacker which emails exist.
-    """
-    try:
-        user = container.write_app.find_user_by_email(email)
-        if user is None or not user.is_active:
-            return
-        ttl = timedelta(seconds=container.settings.password_reset_ttl_seconds)
-        token = container.auth.reset_tokens.issue(user.id, ttl=ttl)
-        container.auth.outbox.enqueue(
-            recipient=user.email,
-            subject=RESET_SUBJECT,
-            body=RESET_BODY.format(token=token, minutes=int(ttl.total_seconds() // 60)),
-        )
-        container.wake_mail()
-    except Exception:
-        # The client has its 202 already; the log (with the correlation id) has the rest.
-        log.exception("password reset: the reset mail could not be queued")
+    return TokenResponse.of(pair)
 
 
 @router.post(
@@ -255,9 +158,25 @@ def _send_reset_mail(container: Container, email: str) -> None:
     ),
 )
 def request_password_reset(
-    body: PasswordResetRequest, background: BackgroundTasks, container: ContainerDep
+    *,
+    body: PasswordResetRequest,
+    background: BackgroundTasks,
+    settings: AppSettings,
+    app: WriteApp,
+    reset_tokens: ResetTokens,
+    outbox: Outbox,
+    wake_mail: MailWaker,
 ) -> Accepted:
-    background.add_task(_send_reset_mail, container, str(body.email))
+    # After the 202: a registered email must not answer later than an unknown one.
+    background.add_task(
+        send_reset_mail,
+        email=str(body.email),
+        ttl=timedelta(seconds=settings.password_reset_ttl_seconds),
+        app=app,
+        reset_tokens=reset_tokens,
+        outbox=outbox,
+        wake_mail=wake_mail,
+    )
     return Accepted(detail="If this email is registered, a reset token is on its way.")
 
 
@@ -279,16 +198,23 @@ def request_password_reset(
     },
 )
 def confirm_password_reset(
-    body: PasswordResetConfirm, request: Request, container: ContainerDep
+    *,
+    body: PasswordResetConfirm,
+    request: Request,
+    app: WriteApp,
+    hasher: Hasher,
+    reset_tokens: ResetTokens,
+    refresh_tokens: RefreshTokens,
+    throttle: Throttle,
 ) -> Response:
-    password_hash = container.hasher.hash(body.new_password)
-    user_id = container.auth.reset_tokens.redeem(body.token)
-    if user_id is None:
-        raise ProblemError("invalid-reset-token", "This reset token is invalid, used or expired")
-    position = container.write_app.change_password(
-        command_context(request, user_id), user_id, password_hash
+    position = confirm_reset(
+        token=body.token,
+        new_password=body.new_password,
+        ctx=command_context(request, None),
+        app=app,
+        hasher=hasher,
+        reset_tokens=reset_tokens,
+        refresh_tokens=refresh_tokens,
+        throttle=throttle,
     )
-    container.auth.refresh_tokens.revoke_user(user_id)
-    user = container.write_app.get_user(user_id)
-    container.auth.throttle.reset(f"email:{user.email}")
     return Response(status_code=204, headers={"X-Event-Position": str(position)})

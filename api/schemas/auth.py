@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, EmailStr, Field
 
 from api.schemas.users import PASSWORD_MAX, PASSWORD_MIN, OneLineText
+from api.security.sessions import TokenPair
 
 
 class LoginRequest(BaseModel):
@@ -31,6 +32,14 @@ class TokenResponse(BaseModel):
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 (a scheme name)
     expires_in: int = Field(description="Seconds until the access token expires.")
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokenResponse:
+        return cls(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            expires_in=pair.expires_in,
+        )
 
 
 class RefreshRequest(BaseModel):
