@@ -22,7 +22,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import Environment, EnvType
 
 from write_model.context import CommandContext
-from write_model.errors import ConcurrencyError, NotFoundError
+from write_model.errors import ConcurrencyError, DomainError, NotFoundError
 from write_model.ids import key_id
 from write_model.key_index import KeyIndex
 
@@ -34,6 +34,14 @@ R = TypeVar("R")
 App = TypeVar("App", bound="EventSourcedApp")
 
 BASE_BACKOFF_SECONDS = 0.002
+
+# How a command run ended, as `command_observers` hear it.
+OUTCOME_OK = "ok"
+OUTCOME_REJECTED = "rejected"
+OUTCOME_CONFLICT = "conflict"
+OUTCOME_ERROR = "error"
+# Called with (command name, outcome, races lost) after every command run.
+CommandObserver = Callable[[str, str, int], None]
 
 
 def retrying_on_conflict(
@@ -48,18 +56,36 @@ def retrying_on_conflict(
     `max_attempts` the caller gets `ConcurrencyError` (HTTP 409). Any other error, domain
     or not, propagates at once. Commands must therefore do nothing outside the store that
     a second run would repeat harmfully (`_saving_with_hash` undoes its own write).
+
+    Each run ends by telling the app's `command_observers` the command's name, how it
+    ended (`ok`, `rejected`: a domain error, `conflict`: gave up racing, `error`: anything
+    else) and how many races it lost on the way (metrics, kept out of the write model).
     """
+    name = command.__name__
 
     @functools.wraps(command)
     def retried(self: App, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(self.max_attempts):
-            try:
-                return command(self, *args, **kwargs)
-            except IntegrityError:
-                if attempt == self.max_attempts - 1:
-                    break
-                # Jitter, not cryptography.
-                time.sleep(random.uniform(0, BASE_BACKOFF_SECONDS * 2**attempt))  # noqa: S311
+        conflicts = 0
+        try:
+            for attempt in range(self.max_attempts):
+                try:
+                    result = command(self, *args, **kwargs)
+                except IntegrityError:
+                    conflicts += 1
+                    if attempt == self.max_attempts - 1:
+                        break
+                    # Jitter, not cryptography.
+                    time.sleep(random.uniform(0, BASE_BACKOFF_SECONDS * 2**attempt))  # noqa: S311
+                else:
+                    self.observe_command(name, OUTCOME_OK, conflicts)
+                    return result
+        except DomainError:
+            self.observe_command(name, OUTCOME_REJECTED, conflicts)
+            raise
+        except Exception:
+            self.observe_command(name, OUTCOME_ERROR, conflicts)
+            raise
+        self.observe_command(name, OUTCOME_CONFLICT, conflicts)
         raise ConcurrencyError("Too many concurrent changes; please retry")
 
     return retried
@@ -86,6 +112,16 @@ class EventSourcedApp(Application[UUID]):
         super().__init__(env)
         # Called with the new head after every successful save (projection wake-ups).
         self.commit_listeners: list[Callable[[int], None]] = []
+        # Told how each command ended (metrics); see `retrying_on_conflict`.
+        self.command_observers: list[CommandObserver] = []
+
+    def observe_command(self, name: str, outcome: str, conflicts: int) -> None:
+        """Tell the observers how a command ended; a failing observer never fails it."""
+        for observer in self.command_observers:
+            try:
+                observer(name, outcome, conflicts)
+            except Exception:
+                log.exception("command observer failed for %s", name)
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """Only the class defaults and the settings the caller passes, never os.environ.
