@@ -28,18 +28,23 @@ interrupted export never leaves a file that looks whole.
 from __future__ import annotations
 
 import csv
+import io
+import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeAlias
 from uuid import UUID
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
 
 from adapters.event_feed import (
     JSON_ENCODER,
@@ -99,60 +104,203 @@ class ExportSummary:
     last_position: int
 
 
+# ----------------------------------------------------------------------------- pages
+# A page of events becomes one chunk of the file: text (JSON Lines, CSV) or an Arrow
+# record batch (a Parquet row group). Pure functions of the page, so worker processes can
+# make them while this process reads the next page and writes the last.
+
+Chunk: TypeAlias = "str | pa.RecordBatch"
+
+
+def _metadata_encoder() -> Callable[[dict[str, Any]], str]:
+    """`JSON_ENCODER.encode` for metadata, remembered within a page: the events of one
+    save (often thousands in a bulk import) share a correlation id and an actor."""
+    seen: dict[tuple[tuple[str, Any], ...], str] = {}
+
+    def encode(metadata: dict[str, Any]) -> str:
+        try:
+            key = tuple(metadata.items())
+            found = seen.get(key)
+        except TypeError:  # an unhashable value: encode it every time
+            return JSON_ENCODER.encode(metadata)
+        if found is None:
+            found = seen[key] = JSON_ENCODER.encode(metadata)
+        return found
+
+    return encode
+
+
+def _jsonl_chunk(records: Sequence[EventRecord]) -> str:
+    encode = JSON_ENCODER.encode
+    return "".join(
+        encode(
+            {
+                "position": r.position,
+                "aggregate_id": r.aggregate_id,
+                "aggregate_type": r.aggregate_type,
+                "version": r.version,
+                "type": r.type,
+                "timestamp": rfc3339(r.timestamp),
+                "data": r.data,
+                "metadata": r.metadata,
+            }
+        )
+        + "\n"
+        for r in records
+    )
+
+
+def _csv_chunk(records: Sequence[EventRecord]) -> str:
+    encode = JSON_ENCODER.encode
+    encode_metadata = _metadata_encoder()
+    text = io.StringIO()
+    csv.writer(text).writerows(
+        (
+            r.position,
+            r.aggregate_id,
+            r.aggregate_type,
+            r.version,
+            r.type,
+            rfc3339(r.timestamp),
+            encode(r.data),
+            encode_metadata(r.metadata),
+        )
+        for r in records
+    )
+    return text.getvalue()
+
+
+def _parquet_chunk(records: Sequence[EventRecord]) -> pa.RecordBatch:
+    encode = JSON_ENCODER.encode
+    encode_metadata = _metadata_encoder()
+    rows = [
+        (
+            r.position,
+            r.aggregate_id,
+            r.aggregate_type,
+            r.version,
+            r.type,
+            r.timestamp,
+            encode(r.data),
+            encode_metadata(r.metadata),
+        )
+        for r in records
+    ]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PARQUET_SCHEMA)
+    return pa.record_batch(
+        [
+            pa.array(values, type=column.type)
+            for values, column in zip(columns, PARQUET_SCHEMA, strict=True)
+        ],
+        schema=PARQUET_SCHEMA,
+    )
+
+
+_CHUNKS: dict[ExportFormat, Callable[[Sequence[EventRecord]], Chunk]] = {
+    ExportFormat.JSONL: _jsonl_chunk,
+    ExportFormat.CSV: _csv_chunk,
+    ExportFormat.PARQUET: _parquet_chunk,
+}
+
+
+def encode_page(
+    app: Application[UUID],
+    page: Sequence[Notification],
+    export_format: ExportFormat,
+    until: datetime | None,
+) -> tuple[Chunk, int]:
+    """Decode (and upcast) a page through the mapper and encode it: the chunk, its events."""
+    records = [decode_raw(app, stored) for stored in page]
+    if until is not None:
+        records = [r for r in records if r.timestamp <= until]
+    return _CHUNKS[export_format](records), len(records)
+
+
+# ----------------------------------------------------------------------------- workers
+
+# The application each worker process decodes with: the same class, the same settings
+# (so the same transcodings, compression and encryption), on the in-memory store.
+_worker_app: Application[UUID] | None = None
+
+
+def _start_worker(app_class: type[Application[UUID]], env: dict[str, str]) -> None:
+    global _worker_app  # noqa: PLW0603 (one per worker process, made once)
+    _worker_app = app_class(env={**env, "PERSISTENCE_MODULE": "eventsourcing.popo"})
+
+
+# A stored event as it crosses to a worker: plain tuples pickle faster than Notifications.
+_Row = tuple[int, UUID | str, int, str, bytes]
+
+
+def _encode_in_worker(
+    rows: Sequence[_Row], export_format: ExportFormat, until: datetime | None
+) -> tuple[Chunk, int]:
+    assert _worker_app is not None
+    page = [
+        Notification(
+            id=position,
+            originator_id=originator,
+            originator_version=version,
+            topic=topic,
+            state=state,
+        )
+        for position, originator, version, topic, state in rows
+    ]
+    return encode_page(_worker_app, page, export_format, until)
+
+
+def _chunks(
+    app: Application[UUID],
+    pages: Iterator[list[Notification]],
+    export_format: ExportFormat,
+    until: datetime | None,
+    workers: int,
+) -> Iterator[tuple[Chunk, int, int]]:
+    """(chunk, events, last position) per page, in order; pages encoded by `workers`
+    processes (at most two pages each in flight, so memory stays bounded), or here."""
+    if workers < 1:
+        for page in pages:
+            chunk, events = encode_page(app, page, export_format, until)
+            yield chunk, events, page[-1].id
+        return
+    env = {key: str(value) for key, value in app.env.items()}
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(type(app), env),
+    ) as pool:
+        waiting: deque[tuple[Future[tuple[Chunk, int]], int]] = deque()
+        for page in pages:
+            rows = [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page]
+            waiting.append(
+                (pool.submit(_encode_in_worker, rows, export_format, until), page[-1].id)
+            )
+            if len(waiting) >= 2 * workers:
+                future, last = waiting.popleft()
+                yield (*future.result(), last)
+        while waiting:
+            future, last = waiting.popleft()
+            yield (*future.result(), last)
+
+
+# ----------------------------------------------------------------------------- files
+
+
 class _Writer(Protocol):
-    def write(self, records: Sequence[EventRecord]) -> None: ...
+    def write(self, chunk: Chunk) -> None: ...
 
     def close(self) -> None: ...
 
 
-class _JsonLinesWriter:
-    def __init__(self, path: Path) -> None:
-        self.file: IO[str] = path.open("w", encoding="utf-8", newline="\n")
-
-    def write(self, records: Sequence[EventRecord]) -> None:
-        encode = JSON_ENCODER.encode
-        self.file.writelines(
-            encode(
-                {
-                    "position": r.position,
-                    "aggregate_id": r.aggregate_id,
-                    "aggregate_type": r.aggregate_type,
-                    "version": r.version,
-                    "type": r.type,
-                    "timestamp": rfc3339(r.timestamp),
-                    "data": r.data,
-                    "metadata": r.metadata,
-                }
-            )
-            + "\n"
-            for r in records
-        )
-
-    def close(self) -> None:
-        self.file.close()
-
-
-class _CsvWriter:
-    def __init__(self, path: Path) -> None:
+class _TextWriter:
+    def __init__(self, path: Path, header: str = "") -> None:
         self.file: IO[str] = path.open("w", encoding="utf-8", newline="")
-        self.rows = csv.writer(self.file)
-        self.rows.writerow(COLUMNS)
+        self.file.write(header)
 
-    def write(self, records: Sequence[EventRecord]) -> None:
-        encode = JSON_ENCODER.encode
-        self.rows.writerows(
-            (
-                r.position,
-                r.aggregate_id,
-                r.aggregate_type,
-                r.version,
-                r.type,
-                rfc3339(r.timestamp),
-                encode(r.data),
-                encode(r.metadata),
-            )
-            for r in records
-        )
+    def write(self, chunk: Chunk) -> None:
+        assert isinstance(chunk, str)
+        self.file.write(chunk)
 
     def close(self) -> None:
         self.file.close()
@@ -162,38 +310,27 @@ class _ParquetWriter:
     def __init__(self, path: Path) -> None:
         self.writer = pq.ParquetWriter(str(path), PARQUET_SCHEMA, compression="zstd")
 
-    def write(self, records: Sequence[EventRecord]) -> None:
-        if not records:
-            return
-        encode = JSON_ENCODER.encode
-        columns: list[Iterable[Any]] = [
-            [r.position for r in records],
-            [r.aggregate_id for r in records],
-            [r.aggregate_type for r in records],
-            [r.version for r in records],
-            [r.type for r in records],
-            [r.timestamp for r in records],
-            [encode(r.data) for r in records],
-            [encode(r.metadata) for r in records],
-        ]
-        batch = pa.record_batch(
-            [
-                pa.array(values, type=field.type)
-                for values, field in zip(columns, PARQUET_SCHEMA, strict=True)
-            ],
-            schema=PARQUET_SCHEMA,
-        )
-        self.writer.write_batch(batch, row_group_size=len(records))
+    def write(self, chunk: Chunk) -> None:
+        assert isinstance(chunk, pa.RecordBatch)
+        if chunk.num_rows:
+            self.writer.write_batch(chunk, row_group_size=chunk.num_rows)
 
     def close(self) -> None:
         self.writer.close()
 
 
-_WRITERS: dict[ExportFormat, Callable[[Path], _Writer]] = {
-    ExportFormat.JSONL: _JsonLinesWriter,
-    ExportFormat.CSV: _CsvWriter,
-    ExportFormat.PARQUET: _ParquetWriter,
-}
+def _writer(path: Path, export_format: ExportFormat) -> _Writer:
+    if export_format is ExportFormat.PARQUET:
+        return _ParquetWriter(path)
+    if export_format is ExportFormat.CSV:
+        return _TextWriter(path, _csv_chunk_header())
+    return _TextWriter(path)
+
+
+def _csv_chunk_header() -> str:
+    text = io.StringIO()
+    csv.writer(text).writerow(COLUMNS)
+    return text.getvalue()
 
 
 def export_events(
@@ -204,25 +341,26 @@ def export_events(
     after: int = 0,
     until: datetime | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    workers: int = 0,
     progress: Progress | None = None,
 ) -> ExportSummary:
     """Write the events after `after` (recorded at or before `until`, if given) to `out`.
 
-    Reads up to the head seen at the start, so a busy store cannot keep it running.
+    Reads up to the head seen at the start, so a busy store cannot keep it running. With
+    `workers` > 0, that many processes decode and encode pages while this one reads and
+    writes (same order, same bytes).
     """
     stop = head(app)
     partial = out.with_name(out.name + ".partial")
-    writer = _WRITERS[export_format](partial)
+    writer = _writer(partial, export_format)
     written = 0
     reached = after
+    pages = stream(app, EventFilter(after=after, stop=stop), page_size=batch_size)
     try:
-        for page in stream(app, EventFilter(after=after, stop=stop), page_size=batch_size):
-            records = [decode_raw(app, stored) for stored in page]
-            if until is not None:
-                records = [r for r in records if r.timestamp <= until]
-            writer.write(records)
-            written += len(records)
-            reached = page[-1].id
+        for chunk, events, last in _chunks(app, pages, export_format, until, workers):
+            writer.write(chunk)
+            written += events
+            reached = last
             if progress is not None:
                 progress(reached, written)
     except BaseException:

@@ -66,7 +66,7 @@ def _progress(console: Console) -> Progress:
 
 
 @events_app.command("export")
-def export(
+def export(  # noqa: PLR0917 (Typer passes the options by position)
     out: Annotated[Path, typer.Option("--out", dir_okay=False, help="The file to write.")],
     export_format: Annotated[
         ExportFormat, typer.Option("--format", case_sensitive=False, help="File format.")
@@ -81,6 +81,12 @@ def export(
     batch_size: Annotated[
         int, typer.Option(min=100, max=100_000, help="Events per read (and Parquet row group).")
     ] = DEFAULT_BATCH_SIZE,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0, max=32, help="Processes decoding pages beside this one (0: decode here)."
+        ),
+    ] = 2,
 ) -> None:
     """Write the event log to OUT (JSON Lines, CSV or Parquet), upcast to current versions."""
     until_time = parse_time(until, "--until") if until is not None else None
@@ -103,6 +109,7 @@ def export(
                 after=after,
                 until=until_time,
                 batch_size=batch_size,
+                workers=workers,
                 progress=advance,
             )
     finally:

@@ -242,3 +242,21 @@ def test_the_cli_refuses_a_time_that_is_not_rfc_3339(
     assert result.exit_code == 2
     assert "RFC 3339" in result.output
     assert not (tmp_path / "x.jsonl").exists()
+
+
+@pytest.mark.parametrize("export_format", list(ExportFormat))
+def test_worker_processes_write_the_same_export(
+    history: Bookstore, tmp_path: Path, export_format: ExportFormat
+) -> None:
+    here, there = tmp_path / f"here.{export_format}", tmp_path / f"there.{export_format}"
+
+    export_events(history, here, export_format, batch_size=4)
+    export_events(history, there, export_format, batch_size=4, workers=2)
+
+    if export_format is ExportFormat.PARQUET:
+        assert pq.read_table(there).equals(pq.read_table(here))
+        assert pq.ParquetFile(there).metadata.num_row_groups == (
+            pq.ParquetFile(here).metadata.num_row_groups
+        )
+    else:
+        assert there.read_bytes() == here.read_bytes()
