@@ -11,7 +11,9 @@ database:
 
 1. the library alone: saves/s at 1 and 4 threads, one save = a new aggregate with two
    events, with the table lock, without it, and without it but with the `tx_id` column;
-2. `Bookstore.place_order`: orders/s at 1 and 4 threads, before and after;
+2. `Bookstore.place_order`: orders/s at 1 and 4 threads, before and after, with the share
+   of a core the process kept busy (threads share one interpreter lock), and with 4
+   processes (no shared interpreter lock: the database's part shows);
 3. catch-up: events/s of `Runner.catch_up_fully` into book_listing, both readers over the
    same stored events;
 4. lag: commit -> projection NOTIFY past the command's event, at 100 commands/s, one
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import multiprocessing
 import os
 import random
+import resource
 import signal
 import statistics
 import subprocess
@@ -39,6 +43,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -234,43 +240,116 @@ class CountingStore(CountingBookstore):
     name = "bookstore"
 
 
-def place_order_run(mode: Mode, threads: int, scale: float) -> Run:
+@dataclass(frozen=True)
+class OrdersRun:
+    """A timed run of place_order, and the share of one core this process used meanwhile
+    (near 1.0 with threads: the interpreter lock, not the database, sets the pace)."""
+
+    run: Run
+    cpu_share: float
+
+
+def open_shop(url: str, mode: Mode, buyers: int, groups: int) -> list[list[UUID]]:
+    """A catalogue of CATALOGUE_SIZE books and `groups` lists of `buyers` users, each with a
+    cart of 1-2 books (not timed), after WARM_UP orders."""
+    rng = random.Random(groups)
+    ctx = CommandContext.system("bench")
+    prepare(url, mode)
+    app = CountingStore(event_store_env(url, create_table=False, insert_lock=mode.insert_lock))
+    try:
+        catalogue = [
+            app.register_book(
+                ctx,
+                title=f"Bench book {n}",
+                author="Bench",
+                isbn=random_isbn13(rng),
+                price="12.34",
+                stock=1_000_000,
+                category="bench",
+            ).id
+            for n in range(CATALOGUE_SIZE)
+        ]
+        for user_id in fill_carts(app, catalogue, WARM_UP, rng):
+            app.place_order(ctx, user_id)
+        return [fill_carts(app, catalogue, buyers, rng) for _ in range(groups)]
+    finally:
+        app.close()
+
+
+def process_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def place_order_run(mode: Mode, threads: int, scale: float) -> OrdersRun:
     per_thread = max(1, int(ORDERS_PER_THREAD[threads] * scale))
-    rng = random.Random(threads)
     ctx = CommandContext.system("bench")
     with fresh_database("bench_gap_safe") as url:
-        prepare(url, mode)
+        shoppers = open_shop(url, mode, per_thread, threads)
         app = CountingStore(
             event_store_env(
                 url, create_table=False, pool_size=threads + 2, insert_lock=mode.insert_lock
             )
         )
         try:
-            catalogue = [
-                app.register_book(
-                    ctx,
-                    title=f"Bench book {n}",
-                    author="Bench",
-                    isbn=random_isbn13(rng),
-                    price="12.34",
-                    stock=1_000_000,
-                    category="bench",
-                ).id
-                for n in range(CATALOGUE_SIZE)
-            ]
-            for user_id in fill_carts(app, catalogue, WARM_UP, rng):
-                app.place_order(ctx, user_id)
-            shoppers = [fill_carts(app, catalogue, per_thread, rng) for _ in range(threads)]
-            app.conflicts = 0
             work: list[list[Callable[[], Any]]] = [
                 [partial(app.place_order, ctx, user_id) for user_id in users] for users in shoppers
             ]
+            cpu = process_cpu_seconds()
             seconds, latencies = timed_threads(work)
+            cpu = process_cpu_seconds() - cpu
         finally:
             app.close()
-    return Run(
-        calls=per_thread * threads, seconds=seconds, latencies=latencies, conflicts=app.conflicts
+    run = Run(per_thread * threads, seconds, latencies, conflicts=app.conflicts)
+    return OrdersRun(run, cpu / seconds)
+
+
+def order_worker(
+    url: str, insert_lock: bool, users: list[UUID], start: Barrier, results: Queue[Any]
+) -> None:
+    """One process of `place_order_processes`: its own application, its own buyers."""
+    ctx = CommandContext.system("bench")
+    app = CountingStore(
+        event_store_env(url, create_table=False, pool_size=2, insert_lock=insert_lock)
     )
+    latencies: list[float] = []
+    try:
+        app.place_order(ctx, users[0])  # connections and caches warm before the clock
+        start.wait(timeout=120)
+        for user_id in users[1:]:
+            began = time.perf_counter()
+            app.place_order(ctx, user_id)
+            latencies.append(time.perf_counter() - began)
+    finally:
+        app.close()
+    results.put((app.conflicts, latencies))
+
+
+def place_order_processes(mode: Mode, processes: int, scale: float) -> OrdersRun:
+    """`processes` processes placing orders at once: no interpreter lock shared."""
+    per_process = max(2, int(ORDERS_PER_THREAD[processes] * scale))
+    context = multiprocessing.get_context("spawn")
+    with fresh_database("bench_gap_safe") as url:
+        shoppers = open_shop(url, mode, per_process + 1, processes)
+        start = context.Barrier(processes + 1)
+        results: Queue[Any] = context.Queue()
+        workers = [
+            context.Process(
+                target=order_worker, args=(url, mode.insert_lock, users, start, results)
+            )
+            for users in shoppers
+        ]
+        for worker in workers:
+            worker.start()
+        start.wait(timeout=120)
+        began = time.perf_counter()
+        outcomes = [results.get(timeout=600) for _ in workers]
+        seconds = time.perf_counter() - began
+        for worker in workers:
+            worker.join(timeout=60)
+    conflicts = sum(conflicts for conflicts, _ in outcomes)
+    latencies = [latency for _, per_worker in outcomes for latency in per_worker]
+    return OrdersRun(Run(per_process * processes, seconds, latencies, conflicts), float("nan"))
 
 
 # ---------------------------------------------------------------------------- 3. catch-up
@@ -510,33 +589,40 @@ def measure_saves(runs: int, scale: float) -> None:
 
 def measure_place_order(runs: int, scale: float) -> None:
     print("## Bookstore.place_order, orders/s", flush=True)
-    figures: dict[tuple[Mode, int], list[Run]] = {}
+    ways: list[tuple[str, int, Callable[[Mode, int, float], OrdersRun]]] = [
+        *((f"{n} thread(s)", n, place_order_run) for n in THREAD_COUNTS),
+        ("4 processes", 4, place_order_processes),
+    ]
+    figures: dict[tuple[Mode, str], list[OrdersRun]] = {}
     for _ in range(runs):
-        for threads in THREAD_COUNTS:
+        for label, count, way in ways:
             for mode in MODES:
-                run = place_order_run(mode, threads, scale)
-                figures.setdefault((mode, threads), []).append(run)
+                outcome = way(mode, count, scale)
+                figures.setdefault((mode, label), []).append(outcome)
                 print(
-                    f"  {mode.name}, {threads} thread(s): {run.rate:,.0f} orders/s "
-                    f"({run.conflicts} conflicts retried)",
+                    f"  {mode.name}, {label}: {outcome.run.rate:,.0f} orders/s "
+                    f"({outcome.run.conflicts} conflicts retried"
+                    + (
+                        f", {outcome.cpu_share:.2f} of a core busy"
+                        if outcome.cpu_share == outcome.cpu_share
+                        else ""
+                    )
+                    + ")",
                     flush=True,
                 )
     print()
     print("| measurement | unit | before | after | ratio | target |")
     print("|---|---|---|---|---|---|")
-    for threads in THREAD_COUNTS:
-        before = median([run.rate for run in figures[(BEFORE, threads)]])
-        after = median([run.rate for run in figures[(AFTER, threads)]])
-        target = ">= 2 x before" if threads == 4 else ""
-        print(row(f"place_order, {threads} thread(s)", "orders/s", before, after, target))
+    for label, _, _ in ways:
+        before = median([o.run.rate for o in figures[(BEFORE, label)]])
+        after = median([o.run.rate for o in figures[(AFTER, label)]])
+        target = ">= 2 x before" if label == "4 thread(s)" else ""
+        print(row(f"place_order, {label}", "orders/s", before, after, target))
         p50 = {
-            mode: 1000 * median([x for run in figures[(mode, threads)] for x in run.latencies])
+            mode: 1000 * median([x for o in figures[(mode, label)] for x in o.run.latencies])
             for mode in MODES
         }
-        print(
-            f"| place_order p50, {threads} thread(s) | ms | {p50[BEFORE]:.1f} "
-            f"| {p50[AFTER]:.1f} | | |"
-        )
+        print(f"| place_order p50, {label} | ms | {p50[BEFORE]:.1f} | {p50[AFTER]:.1f} | | |")
     print(flush=True)
 
 
