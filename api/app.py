@@ -8,9 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.middleware import RequestIdMiddleware
+from api.observability import install_observability
 from api.openapi import install_openapi, operation_id
 from api.problems import install_problem_handlers
-from api.routers import auth, books, cart, events, health, orders, users
+from api.routers import auth, books, cart, events, health, operations, orders, projections, users
 from api.routers.book_import import MAX_IMPORT_BYTES
 from api.routers.book_import import router as book_import_router
 from api.security.tokens import TokenCodec
@@ -38,8 +39,12 @@ TAGS = [
     },
     {"name": "cart", "description": "Your cart: current prices and availability, always current."},
     {"name": "orders", "description": "Place orders from your cart, follow, cancel and ship them."},
-    {"name": "operations", "description": "Health of the service."},
+    {
+        "name": "operations",
+        "description": "Liveness, readiness and Prometheus metrics of the service.",
+    },
     {"name": "events", "description": "The event log, a page at a time, for analysts (admin)."},
+    {"name": "projections", "description": "How each read model is doing (admin)."},
 ]
 
 
@@ -69,6 +74,8 @@ def create_app(container: Container) -> FastAPI:
     app.state.container = container
     app.state.token_codec = TokenCodec.from_settings(container.settings)
     app.add_middleware(RequestIdMiddleware, body_limits={"/books/import": MAX_IMPORT_BYTES})
+    # Outside the request-id middleware, so its 413s and 500s are counted too.
+    install_observability(app, container)
     install_problem_handlers(app)
     app.include_router(auth.router)
     app.include_router(users.router)
@@ -79,5 +86,7 @@ def create_app(container: Container) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(health.router)
     app.include_router(events.router)
+    app.include_router(operations.router)
+    app.include_router(projections.router)
     install_openapi(app)
     return app

@@ -72,6 +72,7 @@ _KINDS = [
     Kind("login-throttled", 429, "Too many failed logins"),
     Kind("internal-error", 500, "Internal server error"),
     Kind("service-unavailable", 503, "Service unavailable"),
+    Kind("not-ready", 503, "Not ready"),
     Kind("projection-lagging", 503, "Projection lagging"),
 ]
 KINDS: dict[str, Kind] = {kind.slug: kind for kind in _KINDS}

@@ -11,6 +11,7 @@ from bookstore.cli_events import register_event_commands
 from bookstore.cli_mail import mail_app
 from bookstore.cli_projections import register_projection_commands
 from bookstore.logging_setup import logging_config
+from bookstore.multiprocess_metrics import multiprocess_metrics_dir
 from bookstore.settings import get_settings
 from write_model.context import CommandContext
 from write_model.errors import DomainError
@@ -54,17 +55,19 @@ def serve(
     trusted_proxies = forwarded_allow_ips or settings.forwarded_allow_ips
     if auto_migrate and settings.database_url.startswith("sqlite"):
         bootstrap.migrate(settings)
-    uvicorn.run(
-        "bookstore.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        log_config=logging_config(settings),
-        proxy_headers=True,
-        forwarded_allow_ips=trusted_proxies,
-    )
+    # Several workers share their metrics through files, so every scrape counts them all.
+    with multiprocess_metrics_dir(workers):
+        uvicorn.run(
+            "bookstore.asgi:create",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            log_config=logging_config(settings),
+            proxy_headers=True,
+            forwarded_allow_ips=trusted_proxies,
+        )
 
 
 @users_app.command("create-admin")

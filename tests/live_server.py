@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -59,8 +59,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_server(database_url: str, log: Path, *, workers: int = 1) -> Iterator[str]:
+def running_server(
+    database_url: str, log: Path, *, workers: int = 1, env: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """`bookstore serve` on a free port; its base URL once `/health` answers.
+
+    `env` adds variables to the test settings (`BOOKSTORE_METRICS_TOKEN`, say).
 
     The server's output goes to `log`, whose tail is in the failure message when the
     server exits or does not answer within a minute.
@@ -80,7 +84,7 @@ def running_server(database_url: str, log: Path, *, workers: int = 1) -> Iterato
         process = subprocess.Popen(
             command,
             cwd=REPO,
-            env=server_env(database_url),
+            env={**server_env(database_url), **(env or {})},
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
