@@ -210,14 +210,23 @@ class Runner:
 
     # ------------------------------------------------------------------ public
 
-    def catch_up(self, name: str, batch_size: int = DEFAULT_BATCH_SIZE) -> BatchResult:
-        """Apply at most `batch_size` of the projection's events, in one transaction."""
+    def catch_up(
+        self,
+        name: str,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> BatchResult:
+        """Apply at most `batch_size` of the projection's events, in one transaction.
+
+        `should_stop` cuts short the wait for events held above the watermark.
+        """
         projection = self.projection(name)
         if batch_size < 1:
             msg = "batch_size must be at least 1"
             raise ValueError(msg)
         try:
-            result = self._batch(projection, batch_size)
+            result = self._batch(projection, batch_size, should_stop)
         except _EventFailedError as failure:
             result = self._stop_at(projection, failure)
         except _BatchWriteError as failure:
@@ -245,7 +254,7 @@ class Runner:
         first: BatchResult | None = None
         applied = 0
         while True:
-            result = self.catch_up(name, batch_size)
+            result = self.catch_up(name, batch_size, should_stop=should_stop)
             first = first or result
             applied += result.applied
             out_of_time = deadline is not None and time.monotonic() >= deadline
@@ -331,7 +340,13 @@ class Runner:
 
     # ------------------------------------------------------------------ batches
 
-    def _read(self, projection: Projection, start: _Start, limit: int) -> LogRead:
+    def _read(
+        self,
+        projection: Projection,
+        start: _Start,
+        limit: int,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> LogRead:
         """Read after `start`; if only held-back events are ahead, poll until they pass."""
         deadline = time.monotonic() + self.held_back_wait_seconds
         pause = FIRST_HELD_BACK_PAUSE_SECONDS
@@ -340,7 +355,7 @@ class Runner:
             if read.events or read.end != start.log_position or not read.held_back:
                 return read
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (should_stop is not None and should_stop()):
                 return read
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, MAX_HELD_BACK_PAUSE_SECONDS)
@@ -358,7 +373,12 @@ class Runner:
             )
         return decoded
 
-    def _batch(self, projection: Projection, limit: int) -> BatchResult:
+    def _batch(
+        self,
+        projection: Projection,
+        limit: int,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> BatchResult:
         """Read the events after the tracked position, then apply them under the lock if
         the tracking row still says the same.
 
@@ -374,7 +394,7 @@ class Runner:
         start = self._tracked(name)
         read: LogRead | None = None
         for _ in range(MAX_RACES):
-            read = self._read(projection, start, limit)
+            read = self._read(projection, start, limit, should_stop)
             untracked_pair = start.tracked[1] is None  # convert it, even with nothing new
             if not read.events and read.end == start.log_position and not untracked_pair:
                 return self._unchanged(name, start, read)
