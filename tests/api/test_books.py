@@ -285,6 +285,23 @@ def test_a_body_that_is_not_json_is_a_415_and_broken_json_a_400(
     )
 
 
+NOT_OBJECTS = [b"1e3", b"12.5", b"7", b'"Dune"', b"true", b"null", b"[]", b'[{"title": "x"}]']
+
+
+@pytest.mark.parametrize("raw", NOT_OBJECTS, ids=lambda raw: raw.decode())
+def test_a_body_that_is_not_a_json_object_is_a_422_and_changes_nothing(
+    client: TestClient, container: Container, staff: Account, raw: bytes
+) -> None:
+    """A bare number is no book: `1e3` once read as an empty change and answered 200."""
+    created = create(client, staff)
+    book_id = created.json()["id"]
+    headers = {**JSON, **staff.headers}
+    assert_problem(client.post("/books", content=raw, headers=headers), 422, "validation-error")
+    response = client.put(f"/books/{book_id}", content=raw, headers=headers)
+    assert_problem(response, 422, "validation-error")
+    assert container.write_app.get_book(uuid.UUID(book_id)).version == 1
+
+
 # ------------------------------------------------------------------------ roles
 
 
