@@ -9,6 +9,7 @@ exactly-once guarantee.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -16,16 +17,21 @@ from sqlalchemy import Connection, Table
 
 from projections.events import Positioned
 from projections.rows import ChildRows, Row, RowBuffer
+from read_model.versions import logical_name
 
 
 class Batch:
-    """What a handler may write besides its own row: rows of child tables."""
+    """What a handler may write besides its own row: rows of child tables.
+
+    Handlers name a child table by its stable table (`order_line`); the batch writes to
+    whichever version's copy it was given (`read_model.versions`).
+    """
 
     def __init__(self, child_tables: Sequence[Table]) -> None:
-        self.children = {table.name: ChildRows(table) for table in child_tables}
+        self.children = {logical_name(table): ChildRows(table) for table in child_tables}
 
     def add_children(self, table: Table, rows: list[Row]) -> None:
-        self.children[table.name].add(rows)
+        self.children[logical_name(table)].add(rows)
 
 
 Handler = Callable[[Row | None, Any, Batch], Row | None]
@@ -50,6 +56,8 @@ class Projection:
 
     def __init__(self) -> None:
         self.handlers: Mapping[str, Handler] = self.handled()
+        # The tables `apply` writes: the stable ones, or a rebuild's version (`bound`).
+        self._writes: tuple[Table, tuple[Table, ...]] | None = None
 
     def handled(self) -> Mapping[str, Handler]:
         """The handler of each stored topic this projection reads."""
@@ -64,10 +72,26 @@ class Projection:
         """Every table this projection owns (what a rebuild rebuilds)."""
         return (self.table, *self.child_tables)
 
+    def bound(self, tables: Mapping[str, Table]) -> Projection:
+        """This projection writing to other copies of its tables (by stable name): a
+        rebuild's version N+1, built beside the serving tables."""
+        twin = copy.copy(self)
+        twin._writes = (
+            tables[self.table.name],
+            tuple(tables[child.name] for child in self.child_tables),
+        )
+        return twin
+
+    @property
+    def write_tables(self) -> tuple[Table, tuple[Table, ...]]:
+        """The main table and the child tables `apply` writes to."""
+        return self._writes or (self.table, self.child_tables)
+
     def apply(self, connection: Connection, events: Sequence[Positioned]) -> None:
         """Apply events in order to the rows they touch, then write those rows back."""
-        rows = RowBuffer(self.table)
-        batch = Batch(self.child_tables)
+        table, child_tables = self.write_tables
+        rows = RowBuffer(table)
+        batch = Batch(child_tables)
         rows.load(connection, (item.event.originator_id for item in events))
         for index, item in enumerate(events):
             try:

@@ -15,14 +15,21 @@ from sqlalchemy import Connection, text
 _NAMESPACE = "bookstore.projection:"
 
 
-def advisory_key(name: str) -> int:
-    """A stable signed 64-bit key for a projection name (the same in every process)."""
-    digest = hashlib.blake2b((_NAMESPACE + name).encode(), digest_size=8).digest()
+def advisory_key(name: str, version: int | None = None) -> int:
+    """A stable signed 64-bit key for a projection version (the same in every process).
+
+    Keyed by (name, version): a rebuild's version N+1 catches up beside N, each under its
+    own lock, and the switch takes both.
+    """
+    key = name if version is None else f"{name}:v{version}"
+    digest = hashlib.blake2b((_NAMESPACE + key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-def lock_projection(connection: Connection, name: str, *, idle_timeout_seconds: int) -> None:
-    """Take the projection's lock for the rest of this transaction (waits for it).
+def lock_projection(
+    connection: Connection, name: str, version: int, *, idle_timeout_seconds: int
+) -> None:
+    """Take the projection version's lock for the rest of this transaction (waits for it).
 
     Also lifts the server's `idle_in_transaction_session_timeout` for this transaction
     alone: a batch whose handlers are slow must not be killed half way.
@@ -35,5 +42,5 @@ def lock_projection(connection: Connection, name: str, *, idle_timeout_seconds: 
             "SELECT set_config('idle_in_transaction_session_timeout', :value, true),"
             " pg_advisory_xact_lock(:key)"
         ),
-        {"value": f"{idle_timeout_seconds}s", "key": advisory_key(name)},
+        {"value": f"{idle_timeout_seconds}s", "key": advisory_key(name, version)},
     )

@@ -44,6 +44,7 @@ from projections.event_log import EventLog, LogRead, event_log_for
 from projections.events import Positioned
 from projections.locks import lock_projection
 from read_model.tracking import (
+    FIRST_VERSION,
     LOG_START,
     STATE_FAILED,
     LogPosition,
@@ -52,7 +53,9 @@ from read_model.tracking import (
     ensure_tracking,
     get_tracking,
     record_failure,
+    touch_tracking,
 )
+from read_model.versions import VersionTables
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +76,26 @@ PositionListener = Callable[[str, LogPosition], None]
 Tracked = tuple[int, LogPosition | None]
 
 
-def notify_payload(name: str, log_position: LogPosition, position: int) -> str:
-    """`name:tx_id:event_id:position`, what the runner NOTIFYs after each batch."""
-    return f"{name}:{log_position.tx_id}:{log_position.event_id}:{position}"
+def notify_payload(
+    name: str, log_position: LogPosition, position: int, version: int = FIRST_VERSION
+) -> str:
+    """`name:version:tx_id:event_id:position`, what the runner NOTIFYs after each batch
+    of the serving version (a rebuild's version N+1 never does: only the serving version
+    releases readers waiting for a position)."""
+    return f"{name}:{version}:{log_position.tx_id}:{log_position.event_id}:{position}"
 
 
 def parse_payload(payload: str) -> tuple[str, LogPosition, int] | None:
-    """The projection, log position and position of a NOTIFY payload (None if malformed)."""
+    """The projection, log position and position of a NOTIFY payload (None if malformed).
+
+    Reads the payload of older processes too (`name:tx_id:event_id:position`).
+    """
     parts = payload.split(":")
-    if len(parts) != 4 or not all(part.isdigit() for part in parts[1:]):
+    if len(parts) == 4:
+        parts.insert(1, str(FIRST_VERSION))
+    if len(parts) != 5 or not all(part.isdigit() for part in parts[1:]):
         return None
-    name, tx_id, event_id, position = parts
+    name, _version, tx_id, event_id, position = parts
     return name, LogPosition(int(tx_id), int(event_id)), int(position)
 
 
@@ -94,7 +106,8 @@ class BatchResult:
     `start` and `position` are store positions (notification ids) as clients see them;
     `log_position` is where the projection now stands in the log's read order. `more`:
     more events were readable when it stopped. `held_back`: committed events wait above the
-    watermark, behind a transaction still open.
+    watermark, behind a transaction still open. `version` is the version of the
+    projection's tables the batch wrote, `serving` whether that version serves reads.
     """
 
     name: str
@@ -108,6 +121,8 @@ class BatchResult:
     start_log_position: LogPosition = LOG_START
     more: bool = False
     held_back: bool = False
+    version: int = FIRST_VERSION
+    serving: bool = True
 
     @property
     def failed(self) -> bool:
@@ -120,14 +135,21 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class _Start:
-    """Where a batch starts: the tracking row as read, and the log position it means."""
+    """Where a batch starts: the tracking row as read, and the log position it means;
+    which version of the projection's tables, and whether it serves reads."""
 
     tracked: Tracked
     log_position: LogPosition
+    version: int = FIRST_VERSION
+    active: bool = True
 
     @property
     def position(self) -> int:
         return self.tracked[0]
+
+
+class UnknownVersionError(KeyError):
+    """No such version of the projection is tracked (never started, or dropped)."""
 
 
 class _EventFailedError(Exception):
@@ -191,7 +213,9 @@ class Runner:
         self.idle_timeout_seconds = idle_timeout_seconds
         self.log: EventLog = event_log or event_log_for(app.recorder)
         self.held_back_wait_seconds = held_back_wait_seconds
+        # Told of every batch of a serving version (never of a rebuild's version N+1).
         self.listeners: list[PositionListener] = []
+        self._bound: dict[tuple[str, int], Projection] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -215,10 +239,13 @@ class Runner:
         name: str,
         batch_size: int = DEFAULT_BATCH_SIZE,
         *,
+        version: int | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> BatchResult:
         """Apply at most `batch_size` of the projection's events, in one transaction.
 
+        `version` None follows the serving version (whichever it is when the batch
+        starts); a number catches that version up (a rebuild's N+1, into its own tables).
         `should_stop` cuts short the wait for events held above the watermark.
         """
         projection = self.projection(name)
@@ -226,12 +253,13 @@ class Runner:
             msg = "batch_size must be at least 1"
             raise ValueError(msg)
         try:
-            result = self._batch(projection, batch_size, should_stop)
+            result = self._batch(projection, batch_size, should_stop, version)
         except _EventFailedError as failure:
             result = self._stop_at(projection, failure)
         except _BatchWriteError as failure:
-            result = self._find_failing_event(projection, failure)
-        if result.log_position != result.start_log_position or result.failed:
+            result = self._find_failing_event(projection, failure, version)
+        moved = result.log_position != result.start_log_position or result.failed
+        if moved and result.serving:
             for listener in self.listeners:
                 listener(name, result.log_position)
         return result
@@ -243,6 +271,7 @@ class Runner:
         batch_size: int = DEFAULT_BATCH_SIZE,
         max_seconds: float | None = None,
         should_stop: Callable[[], bool] | None = None,
+        version: int | None = None,
     ) -> BatchResult:
         """Run batches until caught up, stopped by a failure, or out of time.
 
@@ -254,7 +283,7 @@ class Runner:
         first: BatchResult | None = None
         applied = 0
         while True:
-            result = self.catch_up(name, batch_size, should_stop=should_stop)
+            result = self.catch_up(name, batch_size, version=version, should_stop=should_stop)
             first = first or result
             applied += result.applied
             out_of_time = deadline is not None and time.monotonic() >= deadline
@@ -274,6 +303,8 @@ class Runner:
                     start_log_position=first.start_log_position,
                     more=result.more,
                     held_back=result.held_back,
+                    version=result.version,
+                    serving=result.serving,
                 )
 
     def catch_up_many(
@@ -301,7 +332,9 @@ class Runner:
 
     # ------------------------------------------------------------------ positions
 
-    def _start(self, tracked: Tracked) -> _Start:
+    def _start(
+        self, tracked: Tracked, version: int = FIRST_VERSION, *, active: bool = True
+    ) -> _Start:
         """The log position a tracking row means.
 
         A row tracked before the pair existed has only its position P: every event up to P
@@ -311,7 +344,15 @@ class Runner:
         position, log_position = tracked
         if log_position is None:
             log_position = self.log.locate(position) or LogPosition(0, position)
-        return _Start(tracked, log_position)
+        return _Start(tracked, log_position, version, active)
+
+    def _start_of(self, found: Tracking | None, version: int | None) -> _Start:
+        if found is None:
+            if version is not None and version != FIRST_VERSION:
+                raise UnknownVersionError(version)
+            # Not tracked yet: the first version, serving, from the start of the log.
+            return self._start(self._tracked_of(None))
+        return self._start(self._tracked_of(found), found.version, active=found.is_active)
 
     @staticmethod
     def _tracked_of(found: Tracking | None) -> Tracked:
@@ -319,24 +360,51 @@ class Runner:
             return 0, LOG_START  # what `ensure_tracking` will write
         return found.position, found.log_position
 
-    def _tracked(self, name: str) -> _Start:
-        """The projection's committed position, read without its lock."""
+    def _tracked(self, name: str, version: int | None = None) -> _Start:
+        """The committed position of a version (None: the serving one), read unlocked."""
         with self.engine.connect() as connection:
-            found = get_tracking(connection, name)
-        return self._start(self._tracked_of(found))
+            found = get_tracking(connection, name, version)
+        return self._start_of(found, version)
 
-    def _lock(self, connection: Connection, name: str) -> tuple[Tracked, int]:
-        """Take the projection's lock, then read its tracking row and active version."""
-        lock_projection(connection, name, idle_timeout_seconds=self.idle_timeout_seconds)
-        found = None
+    def _lock(self, connection: Connection, name: str, version: int) -> Tracking | None:
+        """Take the lock of a version of the projection, then read its tracking row.
+
+        The first version is tracked on its first batch; a later one only ever by the
+        rebuild that starts it (None when it is gone: cancelled, or switched and dropped).
+        """
+        lock_projection(connection, name, version, idle_timeout_seconds=self.idle_timeout_seconds)
         if connection.dialect.name == "postgresql":
-            found = get_tracking(connection, name)  # already tracked: no write needed
-        if found is None:
-            # On SQLite this INSERT is the transaction's first write: it takes the write lock.
+            found = get_tracking(connection, name, version)  # no write needed
+            if found is None and version == FIRST_VERSION:
+                ensure_tracking(connection, name)
+                found = get_tracking(connection, name, version)
+            return found
+        # SQLite: the transaction's first write takes the database's write lock.
+        if not touch_tracking(connection, name, version) and version == FIRST_VERSION:
             ensure_tracking(connection, name)
-            found = get_tracking(connection, name)
-        assert found is not None
-        return self._tracked_of(found), found.version
+        return get_tracking(connection, name, version)
+
+    def _bind(self, projection: Projection, start: _Start) -> Projection:
+        """The projection writing to the tables of the version a batch is for."""
+        if start.active:
+            return projection
+        key = (projection.name, start.version)
+        if key not in self._bound:
+            built = VersionTables(projection.tables, start.version, self.engine.dialect.name)
+            self._bound[key] = projection.bound(built.tables)
+        return self._bound[key]
+
+    def _moved(self, start: _Start, found: Tracking | None) -> bool:
+        """Whether the row under the lock differs from the one the batch started from."""
+        if found is None:
+            return True
+        return self._tracked_of(found) != start.tracked or found.is_active != start.active
+
+    def _after_race(self, name: str, found: Tracking | None, version: int | None) -> _Start:
+        """Where to read from once another runner (or a switch) moved first."""
+        if found is not None and (version is not None or found.is_active):
+            return self._start(self._tracked_of(found), found.version, active=found.is_active)
+        return self._tracked(name, version)  # switched: follow the new serving version
 
     # ------------------------------------------------------------------ batches
 
@@ -378,6 +446,7 @@ class Runner:
         projection: Projection,
         limit: int,
         should_stop: Callable[[], bool] | None = None,
+        version: int | None = None,
     ) -> BatchResult:
         """Read the events after the tracked position, then apply them under the lock if
         the tracking row still says the same.
@@ -391,7 +460,7 @@ class Runner:
         exactly once, however many runners race.
         """
         name = projection.name
-        start = self._tracked(name)
+        start = self._tracked(name, version)
         read: LogRead | None = None
         for _ in range(MAX_RACES):
             read = self._read(projection, start, limit, should_stop)
@@ -400,12 +469,14 @@ class Runner:
                 return self._unchanged(name, start, read)
             events = self._decode(start, read)
             with self.engine.begin() as connection:
-                tracked, version = self._lock(connection, name)
-                won = tracked == start.tracked
+                found = self._lock(connection, name, start.version)
+                won = not self._moved(start, found)
                 if won:
-                    self._apply(projection, connection, events, start, read.end)
-                    advance(connection, name, version, read.passed, read.end)
-                    self._notify(connection, name, read.end, read.passed)
+                    target = self._bind(projection, start)
+                    self._apply(target, connection, events, start, read.end)
+                    advance(connection, name, start.version, read.passed, read.end)
+                    if start.active:
+                        self._notify(connection, name, start.version, read.end, read.passed)
             if won:
                 return BatchResult(
                     name,
@@ -417,10 +488,13 @@ class Runner:
                     start_log_position=start.log_position,
                     more=read.more,
                     held_back=read.held_back,
+                    version=start.version,
+                    serving=start.active,
                 )
-            # Another runner applied a batch meanwhile: read again from where it stopped
-            # (the store is read only now, with the read database's lock released).
-            start = self._start(tracked)
+            # Another runner applied a batch meanwhile, or the serving version changed:
+            # read again from where it stopped (the store is read only now, with the
+            # read database's lock released).
+            start = self._after_race(name, found, version)
         assert read is not None
         return self._unchanged(name, start, read)
 
@@ -435,6 +509,8 @@ class Runner:
             log_position=start.log_position,
             start_log_position=start.log_position,
             held_back=read.held_back,
+            version=start.version,
+            serving=start.active,
         )
 
     @staticmethod
@@ -466,13 +542,15 @@ class Runner:
         stop_at = LogPosition(failure.failed.tx_id, failed_id - 1)
         stop = max(failure.start.position, failed_id - 1)
         previous: Tracking | None = None
+        start = failure.start
+        version = start.version
         try:
             with self.engine.begin() as connection:
-                tracked, version = self._lock(connection, name)
-                moved = tracked != failure.start.tracked
+                found = self._lock(connection, name, version)
+                moved = self._moved(start, found)
                 if not moved:
-                    previous = get_tracking(connection, name, version)
-                    projection.apply(connection, failure.before)
+                    previous = found
+                    self._bind(projection, start).apply(connection, failure.before)
                     record_failure(
                         connection,
                         name,
@@ -482,7 +560,8 @@ class Runner:
                         error_position=failed_id,
                         error=error,
                     )
-                    self._notify(connection, name, stop_at, stop)
+                    if start.active:
+                        self._notify(connection, name, version, stop_at, stop)
         except (HandlerError, DBAPIError) as again:
             if isinstance(again, DBAPIError) and not _is_data_error(again):
                 raise
@@ -490,19 +569,22 @@ class Runner:
             return self._find_failing_event(
                 projection,
                 _BatchWriteError(failure.start, failure.failed, len(failure.before) + 1, again),
+                version,
             )
         if moved:
             # Another runner moved on meanwhile: its outcome stands. (The store is read
             # only now, with the read database's lock released.)
-            start = self._start(tracked)
+            now = self._after_race(name, found, version)
             return BatchResult(
                 name,
-                start.position,
-                start.position,
+                now.position,
+                now.position,
                 self.head(),
                 0,
-                log_position=start.log_position,
-                start_log_position=start.log_position,
+                log_position=now.log_position,
+                start_log_position=now.log_position,
+                version=now.version,
+                serving=now.active,
             )
         repeated = (
             previous is not None
@@ -531,9 +613,13 @@ class Runner:
             error_position=failed_id,
             log_position=stop_at,
             start_log_position=failure.start.log_position,
+            version=version,
+            serving=start.active,
         )
 
-    def _find_failing_event(self, projection: Projection, failure: _BatchWriteError) -> BatchResult:
+    def _find_failing_event(
+        self, projection: Projection, failure: _BatchWriteError, version: int | None = None
+    ) -> BatchResult:
         """Repeat the failed range one event per transaction, up to the one that fails."""
         log.warning(
             "projection %s: a batch of %s events failed to write (%s); retrying one by one",
@@ -550,10 +636,12 @@ class Runner:
             0,
             log_position=start.log_position,
             start_log_position=start.log_position,
+            version=start.version,
+            serving=start.active,
         )
         for _ in range(failure.count):
             try:
-                result = self._batch(projection, 1)
+                result = self._batch(projection, 1, version=version)
             except _EventFailedError as single:
                 return self._stop_at(projection, single)
             if result.log_position >= failure.end:
@@ -561,14 +649,27 @@ class Runner:
         return result
 
     def _notify(
-        self, connection: Connection, name: str, log_position: LogPosition, position: int
+        self,
+        connection: Connection,
+        name: str,
+        version: int,
+        log_position: LogPosition,
+        position: int,
     ) -> None:
-        """Tell waiting readers the new position, delivered by PostgreSQL at commit."""
-        if connection.dialect.name == "postgresql":
-            connection.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {
-                    "channel": POSITIONS_CHANNEL,
-                    "payload": notify_payload(name, log_position, position),
-                },
-            )
+        """Tell waiting readers the serving version's new position (PostgreSQL delivers it
+        at commit)."""
+        notify_position(connection, name, version, log_position, position)
+
+
+def notify_position(
+    connection: Connection, name: str, version: int, log_position: LogPosition, position: int
+) -> None:
+    """NOTIFY the position of a projection's serving version, in the caller's transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {
+                "channel": POSITIONS_CHANNEL,
+                "payload": notify_payload(name, log_position, position, version),
+            },
+        )

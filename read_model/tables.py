@@ -189,3 +189,52 @@ projection_tracking = Table(
     Column("failed_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+# One serving version per projection, whatever a switch or a crash in the middle of one
+# does: the database refuses a second active row.
+Index(
+    "uq_projection_tracking_active",
+    projection_tracking.c.name,
+    unique=True,
+    postgresql_where=projection_tracking.c.is_active,
+    sqlite_where=projection_tracking.c.is_active,
+)
+
+# ---------------------------------------------------------------------------- rebuilds
+
+projection_rebuild = Table(
+    "projection_rebuild",
+    metadata,
+    # One row per blue/green rebuild: `version` is the version it builds beside
+    # `from_version`, the one serving when it began. Finished rows stay as history.
+    Column("name", String(100), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("from_version", Integer, nullable=False),
+    # pending, loading, indexing, catching_up, switching, dropping_old (running), then
+    # done, cancelled or failed (finished, with `finished_at`).
+    Column("state", String(20), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    # Who runs it (host, pid) and when it last said so: a rebuild whose owner is gone is
+    # interrupted, and the next `rebuild` resumes it.
+    Column("owner", String(200), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("requested_by", String(200), nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    # The store's head when loading began (what the progress is measured against), the
+    # store position the new version has passed, and the events it has applied.
+    Column("target_position", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("events_applied", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("error_position", BigInteger, nullable=True),
+)
+# One running rebuild per projection, enforced by the database.
+Index(
+    "uq_projection_rebuild_running",
+    projection_rebuild.c.name,
+    unique=True,
+    postgresql_where=projection_rebuild.c.finished_at.is_(None),
+    sqlite_where=projection_rebuild.c.finished_at.is_(None),
+)

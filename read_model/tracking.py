@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from read_model.tables import projection_tracking as tracking
 from read_model.upserts import insert_missing
@@ -110,8 +110,76 @@ def get_tracking(connection: Connection, name: str, version: int | None = None) 
         query = query.where(tracking.c.is_active.is_(True))
     else:
         query = query.where(tracking.c.version == version)
-    row = connection.execute(query).first()
+    # At most one row either way: the key, or the one active row per name (a unique index).
+    row = connection.execute(query).one_or_none()
     return _tracking(row) if row else None
+
+
+def get_versions(connection: Connection, name: str) -> list[Tracking]:
+    """Every tracked version of a projection, oldest first."""
+    rows = connection.execute(
+        select(tracking).where(tracking.c.name == name).order_by(tracking.c.version)
+    )
+    return [_tracking(row) for row in rows]
+
+
+def start_version(connection: Connection, name: str, version: int) -> None:
+    """Track a version a rebuild builds: inactive, at position 0 (reset if it was there)."""
+    connection.execute(
+        delete(tracking).where(tracking.c.name == name, tracking.c.version == version)
+    )
+    connection.execute(
+        insert(tracking).values(
+            name=name,
+            version=version,
+            is_active=False,
+            position=0,
+            log_tx_id=LOG_START.tx_id,
+            log_event_id=LOG_START.event_id,
+            state=STATE_OK,
+            updated_at=datetime.now(UTC),
+        )
+    )
+
+
+def touch_tracking(connection: Connection, name: str, version: int) -> bool:
+    """Write a version's row without changing it: on SQLite the first write of a
+    transaction takes the database's write lock. False when there is no such row."""
+    result = connection.execute(
+        update(tracking)
+        .where(tracking.c.name == name, tracking.c.version == version)
+        .values(updated_at=tracking.c.updated_at)
+    )
+    return bool(result.rowcount)
+
+
+def switch_active(connection: Connection, name: str, old: int, new: int) -> None:
+    """Make `new` the serving version instead of `old` (in the caller's transaction).
+
+    Two statements, old first: the unique index on active rows is checked row by row.
+    """
+    now = datetime.now(UTC)
+    connection.execute(
+        update(tracking)
+        .where(tracking.c.name == name, tracking.c.version == old)
+        .values(is_active=False, updated_at=now)
+    )
+    connection.execute(
+        update(tracking)
+        .where(tracking.c.name == name, tracking.c.version == new)
+        .values(is_active=True, updated_at=now)
+    )
+
+
+def forget_version(connection: Connection, name: str, version: int) -> None:
+    """Stop tracking a version (its tables are dropped, or never built)."""
+    connection.execute(
+        delete(tracking).where(
+            tracking.c.name == name,
+            tracking.c.version == version,
+            tracking.c.is_active.is_(False),
+        )
+    )
 
 
 def active_version(connection: Connection, name: str) -> int:
