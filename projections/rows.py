@@ -80,6 +80,11 @@ class ChildRows:
     def add(self, rows: Iterable[Row]) -> None:
         self._rows.extend(rows)
 
+    @property
+    def rows(self) -> list[Row]:
+        """The rows added so far (a rebuild COPYs them instead)."""
+        return self._rows
+
     def flush(self, connection: Connection) -> None:
         insert_missing(connection, self.table, self._rows)
         self._rows.clear()

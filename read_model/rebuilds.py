@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from read_model.tables import projection_rebuild as rebuilds
@@ -178,14 +178,36 @@ def update_rebuild(connection: Connection, name: str, version: int, **values: An
     )
 
 
-def claim_rebuild(connection: Connection, name: str, version: int, owner: str) -> None:
-    """Take a rebuild on (a new one, or one whose owner is gone): owner, heartbeat, attempt."""
+def claim_rebuild(
+    connection: Connection,
+    name: str,
+    version: int,
+    owner: str,
+    *,
+    unless_fresh: datetime | None = None,
+) -> bool:
+    """Take a running rebuild on: owner, heartbeat, one more attempt. With `unless_fresh`,
+    only if nobody owns it or its owner's heartbeat is older than that (False otherwise)."""
     now = datetime.now(UTC)
-    connection.execute(
-        update(rebuilds)
-        .where(rebuilds.c.name == name, rebuilds.c.version == version)
-        .values(owner=owner, heartbeat_at=now, updated_at=now, attempts=rebuilds.c.attempts + 1)
+    query = update(rebuilds).where(
+        rebuilds.c.name == name,
+        rebuilds.c.version == version,
+        rebuilds.c.finished_at.is_(None),
     )
+    if unless_fresh is not None:
+        query = query.where(
+            or_(
+                rebuilds.c.owner.is_(None),
+                rebuilds.c.heartbeat_at.is_(None),
+                rebuilds.c.heartbeat_at < unless_fresh,
+            )
+        )
+    result = connection.execute(
+        query.values(
+            owner=owner, heartbeat_at=now, updated_at=now, attempts=rebuilds.c.attempts + 1
+        )
+    )
+    return bool(result.rowcount)
 
 
 def request_cancel(connection: Connection, name: str) -> Rebuild | None:
