@@ -94,13 +94,6 @@ class LoginThrottle(Protocol):
     def count(self, key: str) -> int:
         """Attempts counted on `key` in its current window (for tests and operators)."""
 
-    # Legacy API, until the login code reserves its attempts (see the end of this module).
-    def retry_after(self, keys: list[str]) -> int | None: ...
-
-    def record_failure(self, keys: list[str]) -> None: ...
-
-    def reset(self, key: str) -> None: ...
-
 
 class SqlLoginThrottle:
     """The counters in the write database (table `login_failures`), shared by every process.
@@ -113,12 +106,8 @@ class SqlLoginThrottle:
 
     cleanup_every_seconds = 60.0
 
-    def __init__(
-        self, engine: Engine, *, max_failures: int = 10, window: timedelta = timedelta(minutes=15)
-    ) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.max_failures = max_failures  # legacy API, below
-        self.window = window
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._longest_window = 0
         self._next_cleanup = 0.0
@@ -207,17 +196,6 @@ class SqlLoginThrottle:
             ).one_or_none()
         return 0 if row is None else int(row.failures)
 
-    # Legacy API, until the login code reserves its attempts: goes with that change.
-    def retry_after(self, keys: list[str]) -> int | None:
-        return 60 if any(self.count(key) >= self.max_failures for key in keys) else None
-
-    def record_failure(self, keys: list[str]) -> None:
-        seconds = max(1, int(self.window.total_seconds()))
-        self.reserve([Limit(key, 2**31 - 1, seconds) for key in keys])
-
-    def reset(self, key: str) -> None:
-        self.forget([key])
-
     def _maybe_clean_up(self) -> None:
         """Now and then, delete rows whose window ended long ago (they count nothing)."""
         moment = time.monotonic()
@@ -298,16 +276,8 @@ class RedisLoginThrottle:
 
     prefix = "bookstore:throttle:"
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        max_failures: int = 10,
-        window: timedelta = timedelta(minutes=15),
-    ) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.max_failures = max_failures  # legacy API, below
-        self.window = window
         self._reserve = client.register_script(_RESERVE)
         self._release = client.register_script(_RELEASE)
 
@@ -342,14 +312,3 @@ class RedisLoginThrottle:
     def count(self, key: str) -> int:
         value = self.client.get(self.prefix + key)
         return 0 if value is None else int(value)
-
-    # Legacy API, until the login code reserves its attempts: goes with that change.
-    def retry_after(self, keys: list[str]) -> int | None:
-        return 60 if any(self.count(key) >= self.max_failures for key in keys) else None
-
-    def record_failure(self, keys: list[str]) -> None:
-        seconds = max(1, int(self.window.total_seconds()))
-        self.reserve([Limit(key, 2**31 - 1, seconds) for key in keys])
-
-    def reset(self, key: str) -> None:
-        self.forget([key])

@@ -48,6 +48,21 @@ class ResetTokenStore:
             )
         return token
 
+    def holder(self, token: str) -> UUID | None:
+        """The user a valid (unused, unexpired) token is for, without burning it; else None.
+
+        Lets a confirmation refuse a bad token before it pays for hashing the new password.
+        """
+        with self.engine.connect() as connection:
+            user_id = connection.execute(
+                select(password_reset_tokens.c.user_id).where(
+                    password_reset_tokens.c.token_hash == digest(token),
+                    password_reset_tokens.c.used_at.is_(None),
+                    password_reset_tokens.c.expires_at > utcnow(),
+                )
+            ).scalar_one_or_none()
+        return None if user_id is None else UUID(user_id)
+
     def redeem(self, token: str) -> UUID | None:
         """Burn a valid token and every other open token of its user; None if not valid."""
         key = digest(token)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -56,12 +55,11 @@ def build_login_throttle(settings: Settings, engine: Engine) -> LoginThrottle:
     Either way every server process shares the counts; the limits themselves are the API's
     policy (`api.security.throttling`), read from the settings.
     """
-    window = timedelta(seconds=settings.login_failure_window_seconds)
     redis_url = settings.resolved_redis_url
     if redis_url and redis_url.startswith(("redis://", "rediss://", "unix://")):
         client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
-        return RedisLoginThrottle(client, max_failures=settings.login_max_failures, window=window)
-    return SqlLoginThrottle(engine, max_failures=settings.login_max_failures, window=window)
+        return RedisLoginThrottle(client)
+    return SqlLoginThrottle(engine)
 
 
 def build_auth_store(settings: Settings, engine: Engine) -> AuthStore:

@@ -38,6 +38,7 @@ from api.security.login import client_host, log_in
 from api.security.login_body import LOGIN_OPENAPI_BODY, LoginCredentials
 from api.security.password_reset import confirm_reset, send_reset_mail
 from api.security.sessions import RefreshRefusedError, rotate
+from api.security.throttling import RegisterLimit, ResetConfirmLimit, ResetRequestLimit
 from write_model.errors import DuplicateKeyError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ EVENT_POSITION = {"X-Event-Position": {"description": "Store position of the las
 
 @router.post(
     "/register",
-    dependencies=[JsonBody],
+    dependencies=[JsonBody, RegisterLimit],
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
     summary="Register a customer account",
@@ -61,6 +62,7 @@ EVENT_POSITION = {"X-Event-Position": {"description": "Store position of the las
                 409: "Email already registered",
                 415: "Not a JSON body",
                 422: "Invalid body",
+                429: "Too many registrations from this address; see Retry-After",
             }
         ),
     },
@@ -93,7 +95,8 @@ def register(
             401: "Bad credentials (the same for an unknown email and a wrong password)",
             415: "Neither JSON nor a form",
             422: "Invalid body",
-            429: "Too many failed logins for this email or address; see Retry-After",
+            429: "Too many failed logins from this address (for this account, or for any); "
+            "see Retry-After",
         }
     ),
 )
@@ -104,6 +107,7 @@ def login(
     app: WriteApp,
     hasher: Hasher,
     throttle: Throttle,
+    settings: AppSettings,
     refresh_tokens: RefreshTokens,
     codec: TokenCodecDep,
 ) -> TokenResponse:
@@ -114,6 +118,7 @@ def login(
         app=app,
         hasher=hasher,
         throttle=throttle,
+        settings=settings,
         refresh_tokens=refresh_tokens,
         codec=codec,
     )
@@ -149,12 +154,17 @@ def refresh(
 
 @router.post(
     "/password-reset",
-    dependencies=[JsonBody],
+    dependencies=[JsonBody, ResetRequestLimit],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     summary="Ask for a password-reset mail (202 whether or not the email is registered)",
     responses=problem_responses(
-        {400: "Malformed JSON", 415: "Not a JSON body", 422: "Invalid body"}
+        {
+            400: "Malformed JSON",
+            415: "Not a JSON body",
+            422: "Invalid body",
+            429: "Too many reset requests from this address; see Retry-After",
+        }
     ),
 )
 def request_password_reset(
@@ -166,6 +176,7 @@ def request_password_reset(
     reset_tokens: ResetTokens,
     outbox: Outbox,
     wake_mail: MailWaker,
+    throttle: Throttle,
 ) -> Accepted:
     # After the 202: a registered email must not answer later than an unknown one.
     background.add_task(
@@ -176,13 +187,15 @@ def request_password_reset(
         reset_tokens=reset_tokens,
         outbox=outbox,
         wake_mail=wake_mail,
+        throttle=throttle,
+        settings=settings,
     )
     return Accepted(detail="If this email is registered, a reset token is on its way.")
 
 
 @router.post(
     "/password-reset/confirm",
-    dependencies=[JsonBody],
+    dependencies=[JsonBody, ResetConfirmLimit],
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Set a new password with a reset token; ends every session of the user",
@@ -193,6 +206,7 @@ def request_password_reset(
                 400: "Invalid, used or expired token, or malformed JSON",
                 415: "Not a JSON body",
                 422: "Invalid body",
+                429: "Too many confirmations from this address; see Retry-After",
             }
         ),
     },
@@ -216,5 +230,6 @@ def confirm_password_reset(
         reset_tokens=reset_tokens,
         refresh_tokens=refresh_tokens,
         throttle=throttle,
+        client=client_host(request),
     )
     return Response(status_code=204, headers={"X-Event-Position": str(position)})

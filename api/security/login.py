@@ -1,9 +1,9 @@
 """Logging in: an email and a password in, a new session (token pair) out.
 
 Login gives the same 401 for an unknown email and a wrong password, and takes the same
-time for both: an unknown email is verified against a dummy hash. Failed logins are
-counted by the login throttle; every call to it is in the three `_throttle_*` functions
-below, so the throttling rules can change without touching the login itself.
+time for both: an unknown email is verified against a dummy hash. Each password check is
+reserved with the throttle before it is made (`api.security.throttling` holds the rules):
+past a limit the answer is 429 with Retry-After, and the right password hands it back.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from adapters.refresh_tokens import RefreshTokenStore
 from api.deps import BEARER
 from api.problems import ProblemError
 from api.security.sessions import TokenPair, open_session
+from api.security.throttling import client_address, reserve_password_guess
 from api.security.tokens import TokenCodec
+from bookstore.settings import Settings
 from write_model.application import Bookstore
 from write_model.user import User
 
@@ -27,36 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def client_host(request: Request) -> str:
-    """The address the request came from, as the server saw it."""
-    return request.client.host if request.client else "unknown"
-
-
-# ------------------------------------------------------------------ throttling
-
-
-def _throttle_keys(email: str, client: str) -> list[str]:
-    return [f"email:{email.strip().lower()}", f"ip:{client}"]
-
-
-def _throttle_check(throttle: LoginThrottle, email: str, client: str) -> None:
-    """429 with Retry-After while this email or address has too many recent failures."""
-    retry_after = throttle.retry_after(_throttle_keys(email, client))
-    if retry_after is not None:
-        raise ProblemError(
-            "login-throttled",
-            f"Too many failed logins; try again in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
-
-
-def _throttle_failure(throttle: LoginThrottle, email: str, client: str) -> None:
-    """Count a wrong password (or an unknown email) against the email and the address."""
-    throttle.record_failure(_throttle_keys(email, client))
-
-
-def _throttle_success(throttle: LoginThrottle, email: str, client: str) -> None:
-    """The owner proved the password: their email's failures are forgotten."""
-    throttle.reset(_throttle_keys(email, client)[0])
+    """The address the request is counted under (IPv6 per /64; see `api.security.throttling`)."""
+    return client_address(request)
 
 
 # ------------------------------------------------------------------ login
@@ -76,6 +50,7 @@ def log_in(
     app: Bookstore,
     hasher: PasswordHasher,
     throttle: LoginThrottle,
+    settings: Settings,
     refresh_tokens: RefreshTokenStore,
     codec: TokenCodec,
 ) -> TokenPair:
@@ -83,16 +58,15 @@ def log_in(
     # Registration stores the NFC form (the email validator normalises it): a client
     # sending "jo\u0308rg@..." (NFD, as some keyboards do) means the same address.
     email = unicodedata.normalize("NFC", email)
-    _throttle_check(throttle, email, client)
+    guess = reserve_password_guess(throttle, settings, email=email, address=client)
     user = app.find_user_by_email(email)
     stored = app.password_hash_of(user.id) if user is not None else None
     # With no user, `verify` checks a dummy hash: both failures take the same time.
     verified = hasher.verify(password, stored)
+    if verified:
+        guess.succeeded()  # the right password is no failure, even for a deactivated user
     if user is None or stored is None or not verified or not user.is_active:
-        if not verified:
-            _throttle_failure(throttle, email, client)
         raise ProblemError("invalid-credentials", headers=BEARER)
-    _throttle_success(throttle, email, client)
     if hasher.needs_update(stored):
         _upgrade_hash(app, hasher, user, password)
     return open_session(user=user, refresh_tokens=refresh_tokens, codec=codec)

@@ -19,6 +19,8 @@ from adapters.passwords import PasswordHasher
 from adapters.refresh_tokens import RefreshTokenStore
 from adapters.reset_tokens import ResetTokenStore
 from api.problems import ProblemError
+from api.security.throttling import forgive_password_failures, reset_mail_allowed
+from bookstore.settings import Settings
 from write_model.application import Bookstore
 from write_model.context import CommandContext
 
@@ -48,9 +50,17 @@ def send_reset_mail(
     reset_tokens: ResetTokenStore,
     outbox: MailOutbox,
     wake_mail: Callable[[], None],
+    throttle: LoginThrottle,
+    settings: Settings,
 ) -> None:
-    """Issue a token and queue its mail, if `email` is an active user's; after the 202."""
+    """Issue a token and queue its mail, if `email` is an active user's; after the 202.
+
+    At most `password_reset_max_per_email` mails per email and window (counted for unknown
+    emails alike); past it nothing is sent, and the latest mail's token stays good.
+    """
     try:
+        if not reset_mail_allowed(throttle, settings, email):
+            return
         user = app.find_user_by_email(email)
         if user is None or not user.is_active:
             return
@@ -76,15 +86,23 @@ def confirm_reset(
     reset_tokens: ResetTokenStore,
     refresh_tokens: RefreshTokenStore,
     throttle: LoginThrottle,
+    client: str,
 ) -> int:
-    """Set the new password if `token` is good (400 if not); end every session; the position."""
+    """Set the new password if `token` is good (400 if not); end every session; the position.
+
+    The token is checked before the new password is hashed (64 MiB a time: a stranger's
+    made-up tokens must not buy hashes), and burnt only after: a hash that fails (out of
+    memory) leaves the owner's token good for another try.
+    """
+    if reset_tokens.holder(token) is None:
+        raise ProblemError("invalid-reset-token", "This reset token is invalid, used or expired")
     password_hash = hasher.hash(new_password)
     user_id = reset_tokens.redeem(token)
-    if user_id is None:
+    if user_id is None:  # used or expired meanwhile
         raise ProblemError("invalid-reset-token", "This reset token is invalid, used or expired")
     # The token's holder is the actor: they proved they own the account's mailbox.
     position = app.change_password(replace(ctx, actor_id=user_id), user_id, password_hash)
     refresh_tokens.revoke_user(user_id)
-    # Whoever holds the mailbox may log in at once, even after a stranger's failures.
-    throttle.reset(f"email:{app.get_user(user_id).email}")
+    # Whoever holds the mailbox may log in at once from here, even after their own typos.
+    forgive_password_failures(throttle, email=app.get_user(user_id).email, address=client)
     return position

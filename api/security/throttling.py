@@ -31,7 +31,7 @@ import logging
 import unicodedata
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from adapters.login_throttle import Limit, LoginThrottle, Verdict
 from api.deps import AppSettings, Throttle
@@ -70,6 +70,10 @@ def account_key(email: str) -> str:
     return unicodedata.normalize("NFC", email).strip().lower()
 
 
+def _pair_key(account: str, address: str) -> str:
+    return f"login:pair:{address}|{account}"
+
+
 def _refusal(kind: str, what: str, verdict: Verdict) -> ProblemError:
     return ProblemError(
         kind,
@@ -101,7 +105,7 @@ def reserve_password_guess(
     account = account_key(email)
     guess = PasswordGuess(
         throttle,
-        pair=f"login:pair:{address}|{account}",
+        pair=_pair_key(account, address),
         account=f"login:account:{account}",
         address=f"login:address:{address}",
     )
@@ -122,6 +126,11 @@ def reserve_password_guess(
         log.info("password check refused for %s from %s (throttled)", account, address)
         raise _refusal("login-throttled", "Too many failed password checks", verdict)
     return guess
+
+
+def forgive_password_failures(throttle: LoginThrottle, *, email: str, address: str) -> None:
+    """Forget an address's failures on an account (its owner proved it another way)."""
+    throttle.forget([_pair_key(account_key(email), address)])
 
 
 def _limit_per_address(
@@ -183,3 +192,8 @@ def reset_mail_allowed(throttle: LoginThrottle, settings: Settings, email: str) 
     if not verdict.allowed:
         log.info("password reset: no mail, %s had its share in this window", account_key(email))
     return verdict.allowed
+
+
+RegisterLimit = Depends(limit_registrations)
+ResetRequestLimit = Depends(limit_reset_requests)
+ResetConfirmLimit = Depends(limit_reset_confirmations)
