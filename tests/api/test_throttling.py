@@ -91,7 +91,13 @@ class Site:
         return self.post("/auth/login", {"email": email, "password": password}, address=address)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "redis"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Settings naming one throttle store: the table (SQLite, PostgreSQL) or Redis."""
     sqlite_url = f"sqlite:///{tmp_path / 'bookstore.sqlite3'}"

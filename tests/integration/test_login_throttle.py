@@ -25,7 +25,13 @@ from tests.services import fresh_redis_db
 WINDOW = 900
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "redis"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def throttle(request: pytest.FixtureRequest) -> Iterator[LoginThrottle]:
     """Each store: the write-side table on SQLite and on PostgreSQL, and Redis."""
     if request.param == "redis":
@@ -131,6 +137,7 @@ def test_an_ended_window_starts_afresh(database_url: str) -> None:
         container.close()
 
 
+@pytest.mark.redis
 def test_a_redis_key_expires_with_its_window() -> None:
     with fresh_redis_db() as url:
         client = redis.Redis.from_url(url)
