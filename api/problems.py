@@ -189,12 +189,20 @@ def clean_validation_errors(raw: Iterable[Mapping[str, Any]]) -> list[dict[str, 
 
 
 def _route_methods(request: Request, path: str) -> set[str]:
-    methods: set[str] = set()
+    """The methods of the routes serving `path`: those spelling it literally, if any.
+
+    `/books/import` also fits `/books/{book_id}`, but is the import's resource: the books
+    routes refuse `import` as an id with a 405 (see `api.routers.books`), so its `Allow`
+    names the import's methods only.
+    """
+    literal: set[str] = set()
+    templated: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         regex = getattr(route, "path_regex", None)
         if regex is not None and regex.fullmatch(path):
-            methods.update(route.methods or ())
-    return methods
+            spelt = literal if not getattr(route, "param_convertors", None) else templated
+            spelt.update(route.methods or ())
+    return literal or templated
 
 
 def allowed_methods(request: Request) -> str:

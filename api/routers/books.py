@@ -24,6 +24,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.event_history import RecordedEvent, recorded_events
 from api.deps import (
@@ -60,6 +61,24 @@ from write_model.errors import DuplicateKeyError, NotFoundError
 
 log = logging.getLogger(__name__)
 
+
+IMPORT_SEGMENT = "import"
+
+
+def _not_the_import(request: Request) -> None:
+    """`/books/import` is the import's resource (POST only), never a book called "import".
+
+    Starlette takes the first route whose path and method match, so `PUT /books/import`
+    (and GET, DELETE) reached `/books/{book_id}` and answered its 415 or 422 for a bad id.
+    Each `/books/{book_id}` route checks this first, before the role and the body, and
+    answers the 405 that `OPTIONS` and PATCH already got, with the import's `Allow`.
+    (`/books/import/history` stays the history of a bad id: a 422.)
+    """
+    if request.path_params.get("book_id") == IMPORT_SEGMENT:
+        raise StarletteHTTPException(405)
+
+
+NotTheImport = Depends(_not_the_import)
 router = APIRouter(prefix="/books", tags=["books"], route_class=ExactJsonRoute)
 
 BOOK_LISTING = "book_listing"
@@ -196,6 +215,7 @@ def _book_as_of(app: Bookstore, book_id: UUID, moment: datetime) -> Book:
 @router.get(
     "/{book_id}",
     name="books-read",
+    dependencies=[NotTheImport],
     response_model=BookPublic,
     summary="One book, with its version as ETag; `?as_of=` for the book as it was then",
     description=(
@@ -341,7 +361,7 @@ def _expected_version(app: Bookstore, book_id: UUID, if_match: list[str]) -> int
 @router.put(
     "/{book_id}",
     name="books-update",
-    dependencies=[JsonBody],
+    dependencies=[NotTheImport, JsonBody],
     response_model=BookPublic,
     summary="Change any of a book's fields (staff); If-Match guards against lost updates",
     description=(
@@ -397,6 +417,7 @@ def update_book(
 @router.delete(
     "/{book_id}",
     name="books-delete",
+    dependencies=[NotTheImport],
     status_code=204,
     response_class=Response,
     summary="Remove a book (admin); it leaves the listing before this answers",

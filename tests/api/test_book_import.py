@@ -319,3 +319,34 @@ def test_a_multipart_body_without_a_file_part_is_422(client: TestClient, staff: 
         "/books/import", data={"file": "title,author"}, files={"x": csv_file}, headers=staff.headers
     )
     assert_problem(not_a_file, 422, "validation-error")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE"])
+def test_any_other_method_on_the_import_is_a_405_allowing_post(
+    client: TestClient, container: Container, staff: Account, method: str
+) -> None:
+    """/books/import is the import, never a book whose id is "import" (once 415 or 422)."""
+    before = head(container)
+    response = client.request(
+        method,
+        "/books/import",
+        content=json.dumps([book_create_body()]),
+        headers={**staff.headers, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 405, response.text
+    allowed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert allowed == {"POST", "OPTIONS"}
+    if method != "HEAD":
+        assert_problem(response, 405, "method-not-allowed")
+    options = client.options("/books/import")
+    assert options.status_code == 204
+    assert {m.strip() for m in options.headers["allow"].split(",")} == allowed
+    assert head(container) == before
+
+
+def test_the_history_of_a_book_called_import_is_still_a_bad_id(
+    client: TestClient, staff: Account
+) -> None:
+    response = client.get("/books/import/history", headers=staff.headers)
+    body = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["loc"] == ["path", "book_id"]  # type: ignore[index]
