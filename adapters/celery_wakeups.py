@@ -24,6 +24,8 @@ from celery import Celery
 log = logging.getLogger(__name__)
 
 CATCH_UP_TASK = "bookstore.projections.catch_up"
+REBUILD_TASK = "bookstore.projections.rebuild"
+RESUME_REBUILDS_TASK = "bookstore.projections.resume_rebuilds"
 WAKE_FLAG_KEY = "bookstore:projections:wake-pending"
 WAKE_FLAG_TTL_SECONDS = 10
 SOCKET_TIMEOUT_SECONDS = 0.5
@@ -42,6 +44,10 @@ def redis_client(broker_url: str) -> redis.Redis:
 def clear_wake_flag(client: redis.Redis) -> None:
     """Called by the task as it starts: commits from now on enqueue a new task."""
     client.delete(WAKE_FLAG_KEY)
+
+
+class BrokerUnavailableError(RuntimeError):
+    """The broker did not take a task."""
 
 
 class CeleryWaker:
@@ -75,6 +81,14 @@ class CeleryWaker:
             self._broker_down(now, error)
             with contextlib.suppress(redis.RedisError):
                 self._redis.delete(WAKE_FLAG_KEY)
+
+    def rebuild(self, name: str) -> None:
+        """Have a worker run the rebuild of `name` (recorded already); raises
+        `BrokerUnavailableError` if the broker cannot take the task."""
+        try:
+            self._celery.send_task(REBUILD_TASK, args=[name], retry=False, ignore_result=True)
+        except Exception as error:
+            raise BrokerUnavailableError(str(error)) from error
 
     def _broker_down(self, now: float, error: Exception) -> None:
         log.warning(

@@ -11,6 +11,7 @@ from api.middleware import RequestIdMiddleware
 from api.observability import install_observability
 from api.openapi import install_openapi, operation_id
 from api.problems import install_problem_handlers
+from api.rebuild_metrics import rebuild_progress
 from api.routers import auth, books, cart, events, health, operations, orders, projections, users
 from api.routers.book_import import MAX_IMPORT_BYTES
 from api.routers.book_import import router as book_import_router
@@ -75,7 +76,7 @@ def create_app(container: Container) -> FastAPI:
     app.state.token_codec = TokenCodec.from_settings(container.settings)
     app.add_middleware(RequestIdMiddleware, body_limits={"/books/import": MAX_IMPORT_BYTES})
     # Outside the request-id middleware, so its 413s and 500s are counted too.
-    install_observability(app, container)
+    install_observability(app, container, rebuilds=rebuild_progress(container.projections))
     install_problem_handlers(app)
     app.include_router(auth.router)
     app.include_router(users.router)

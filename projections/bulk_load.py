@@ -57,6 +57,9 @@ from read_model.versions import VersionTables
 log = logging.getLogger(__name__)
 
 DEFAULT_BULK_BATCH_SIZE = 20_000
+# Worker processes take a second or more to start (each imports the application): below
+# this many events in the log one process is quicker.
+MIN_EVENTS_FOR_WORKERS = 100_000
 _CHUNK = 1000
 
 # A stored event as read for the pass: (tx_id, notification id, aggregate id, aggregate
@@ -327,6 +330,7 @@ class BulkLoad:
         *,
         batch_size: int = DEFAULT_BULK_BATCH_SIZE,
         workers: int = 0,
+        min_events_for_workers: int = MIN_EVENTS_FOR_WORKERS,
         pause_gc: bool = False,
     ) -> None:
         self.app = app
@@ -334,9 +338,10 @@ class BulkLoad:
         self.projection = projection
         self.tables = tables
         self.batch_size = batch_size
-        self.workers = workers if engine.dialect.name == "postgresql" else 0
         self.pause_gc = pause_gc
         self.scan = LogScan(app, projection.topics, batch_size)
+        large = self.scan.head >= min_events_for_workers
+        self.workers = workers if engine.dialect.name == "postgresql" and large else 0
 
     @property
     def target(self) -> int:

@@ -52,6 +52,7 @@ from sqlalchemy.exc import DBAPIError
 
 from projections.bulk_load import (
     DEFAULT_BULK_BATCH_SIZE,
+    MIN_EVENTS_FOR_WORKERS,
     BulkLoad,
     LoadCancelledError,
     LoadFailedError,
@@ -101,12 +102,15 @@ class RebuildOptions:
     """How a rebuild runs. `workers`: processes that fold the log (PostgreSQL; 0 folds in
     the running thread). `unlogged`: load into UNLOGGED tables, then SET LOGGED (which
     rewrites each table in one transaction that holds the watermark back while it runs;
-    measured no faster to load here, so off by default). `pause_gc`: no cyclic garbage
-    collection while a batch is folded (only where this process is the rebuild's own)."""
+    measured no faster to load here, so off by default). Worker processes are used only
+    for logs of `min_events_for_workers` events or more (they take seconds to start).
+    `pause_gc`: no cyclic garbage collection while a batch is folded (only where this
+    process is the rebuild's own)."""
 
     batch_size: int = DEFAULT_BULK_BATCH_SIZE
     tail_batch_size: int = DEFAULT_TAIL_BATCH_SIZE
     workers: int = 0
+    min_events_for_workers: int = MIN_EVENTS_FOR_WORKERS
     unlogged: bool = False
     pause_gc: bool = False
     heartbeat_seconds: float = 2.0
@@ -302,6 +306,14 @@ class Rebuilds:
             self._running[name] = thread
         thread.start()
         return thread
+
+    def join(self, timeout: float) -> None:
+        """Wait for this process's rebuild threads (told to stop by their `should_stop`)."""
+        deadline = time.monotonic() + timeout
+        with self._guard:
+            threads = [thread for thread in self._running.values() if thread is not None]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run_logged(self, name: str, should_stop: Callable[[], bool] | None) -> None:
         try:
@@ -512,6 +524,7 @@ class _Job:
             self.tables,
             batch_size=self.options.batch_size,
             workers=self.options.workers,
+            min_events_for_workers=self.options.min_events_for_workers,
             pause_gc=self.options.pause_gc,
         )
         self._set(target_position=load.target)

@@ -6,13 +6,15 @@ One function serves `bookstore projections status`, `GET /projections` and `/met
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from projections.event_log import OpenTransaction
+from projections.rebuild import RebuildStatus
 from projections.runner import Runner
-from read_model.tracking import LOG_START, STATE_FAILED, LogPosition, get_tracking
+from read_model.tracking import FIRST_VERSION, LOG_START, STATE_FAILED, LogPosition, get_tracking
 
 STATE_UP_TO_DATE = "up_to_date"
 STATE_CATCHING_UP = "catching_up"
@@ -33,6 +35,8 @@ class ProjectionStatus:
     `held_back_by` names the transaction that keeps committed events out of its reach
     (PostgreSQL: the oldest one that has written anything, anywhere in the cluster) once it
     has been open `HELD_BACK_THRESHOLD_SECONDS`; it is left out of `as_dict` when None.
+    `version` is the serving version of its tables; `rebuild` its running blue/green
+    rebuild, or else its last one (None: never rebuilt).
     """
 
     name: str
@@ -44,6 +48,8 @@ class ProjectionStatus:
     last_error: str | None
     error_position: int | None
     held_back_by: OpenTransaction | None = None
+    version: int = FIRST_VERSION
+    rebuild: RebuildStatus | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: `held_back_by` only when set, its times as ISO 8601 strings."""
@@ -51,6 +57,7 @@ class ProjectionStatus:
         del found["held_back_by"]
         if self.held_back_by is not None:
             found["held_back_by"] = self.held_back_by.as_dict()
+        found["rebuild"] = self.rebuild.as_dict() if self.rebuild is not None else None
         return found
 
 
@@ -65,7 +72,11 @@ def _waiting_since(runner: Runner, after: LogPosition) -> datetime | None:
 
 
 def projection_status(
-    runner: Runner, name: str, *, held_back_threshold: float = HELD_BACK_THRESHOLD_SECONDS
+    runner: Runner,
+    name: str,
+    *,
+    held_back_threshold: float = HELD_BACK_THRESHOLD_SECONDS,
+    rebuild: RebuildStatus | None = None,
 ) -> ProjectionStatus:
     """The status of one projection (its serving version)."""
     runner.projection(name)
@@ -102,9 +113,14 @@ def projection_status(
         last_error=tracking.last_error if tracking else None,
         error_position=tracking.error_position if tracking else None,
         held_back_by=held_back_by,
+        version=tracking.version if tracking else FIRST_VERSION,
+        rebuild=rebuild,
     )
 
 
-def projection_statuses(runner: Runner) -> list[ProjectionStatus]:
-    """The status of every projection, in the runner's order."""
-    return [projection_status(runner, name) for name in runner.names]
+def projection_statuses(
+    runner: Runner, rebuilds: Mapping[str, RebuildStatus] | None = None
+) -> list[ProjectionStatus]:
+    """The status of every projection, in the runner's order, with its rebuild if given."""
+    found = rebuilds or {}
+    return [projection_status(runner, name, rebuild=found.get(name)) for name in runner.names]

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready
 
-from adapters.celery_wakeups import CATCH_UP_TASK
+from adapters.celery_wakeups import CATCH_UP_TASK, RESUME_REBUILDS_TASK
 from bookstore.settings import get_settings
 
 MAIL_TASK = "bookstore.mail.deliver_pending"
@@ -24,7 +24,7 @@ VISIBILITY_TIMEOUT_SECONDS = 300
 
 def create_celery_app(broker_url: str | None = None) -> Celery:
     """The app, configured for at-least-once delivery of idempotent catch-ups."""
-    celery = Celery("bookstore", include=["workers.tasks", "workers.mail"])
+    celery = Celery("bookstore", include=["workers.tasks", "workers.mail", "workers.rebuilds"])
     celery.conf.update(
         broker_url=broker_url or get_settings().broker_url or "redis://127.0.0.1:6379/0",
         broker_connection_retry_on_startup=True,
@@ -57,6 +57,8 @@ app = create_celery_app()
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _catch_up_on_start(sender: Any = None, **_: Any) -> None:
-    """Events committed while no worker ran are processed as soon as one starts."""
+    """Events committed while no worker ran are processed as soon as one starts, and a
+    rebuild a dead worker left interrupted is resumed."""
     if sender is not None:
         sender.app.send_task(CATCH_UP_TASK)
+        sender.app.send_task(RESUME_REBUILDS_TASK)
