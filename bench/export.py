@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     def median(mode: str, key: str) -> float:
         return statistics.median(run[mode][key] for run in runs)
 
-    export, here, read, decode = (
+    export, workers, read, decode = (
         median(m, "rate") for m in ("export", "export_workers", "read", "decode")
     )
     print(f"  baseline, select_notifications pages of {PAGE:,}: {read:,.0f} events/s")
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         f"  export to Parquet: {export:,.0f} events/s (ratio to the raw read "
         f"{export / read:.2f}; target {TARGET:,}: {'met' if export >= TARGET else 'NOT met'})"
     )
-    print(f"  the same with {WORKERS} worker processes decoding pages: {here:,.0f} events/s")
+    print(f"  the same with {WORKERS} worker processes decoding pages: {workers:,.0f} events/s")
     print(
         f"  export file {median('export', 'file_mib'):.1f} MiB; peak RSS of the exporting "
         f"process {median('export', 'max_rss_mib'):.0f} MiB"
