@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -41,6 +41,19 @@ class SqlCredentialStore:
             return connection.execute(
                 select(credentials.c.password_hash).where(credentials.c.user_id == str(user_id))
             ).scalar_one_or_none()
+
+    def replace_password_hash(self, user_id: UUID, *, expected: str, new: str | None) -> bool:
+        """Compare-and-set in one statement: a hash written meanwhile is never overwritten."""
+        row = (credentials.c.user_id == str(user_id)) & (credentials.c.password_hash == expected)
+        statement = (
+            delete(credentials).where(row)
+            if new is None
+            else update(credentials)
+            .where(row)
+            .values(password_hash=new, updated_at=datetime.now(UTC))
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
 
     def delete(self, user_id: UUID) -> None:
         with self.engine.begin() as connection:

@@ -63,6 +63,19 @@ class ResetTokenStore:
             ).scalar_one_or_none()
         return None if user_id is None else UUID(user_id)
 
+    def revoke_user(self, user_id: UUID) -> None:
+        """Burn every open token of a user: their password or email changed, so a reset
+        asked for before (perhaps by whoever read the old mailbox) must not work after."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(password_reset_tokens)
+                .where(
+                    password_reset_tokens.c.user_id == str(user_id),
+                    password_reset_tokens.c.used_at.is_(None),
+                )
+                .values(used_at=utcnow())
+            )
+
     def redeem(self, token: str) -> UUID | None:
         """Burn a valid token and every other open token of its user; None if not valid."""
         key = digest(token)

@@ -46,6 +46,9 @@ refresh_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    # When the family's login happened, copied along each rotation: a session has an
+    # absolute lifetime, however often it is refreshed.
+    Column("family_started_at", DateTime(timezone=True), nullable=False),
 )
 
 password_reset_tokens = Table(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import typer
 
 from bookstore import bootstrap
@@ -12,7 +14,7 @@ from bookstore.cli_mail import mail_app
 from bookstore.cli_projections import register_projection_commands
 from bookstore.logging_setup import logging_config
 from bookstore.multiprocess_metrics import multiprocess_metrics_dir
-from bookstore.settings import get_settings
+from bookstore.settings import Settings, get_settings
 from write_model.context import CommandContext
 from write_model.errors import DomainError
 
@@ -52,6 +54,7 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    _refuse_the_built_in_key_beyond_loopback(settings, host)
     trusted_proxies = forwarded_allow_ips or settings.forwarded_allow_ips
     if auto_migrate and settings.database_url.startswith("sqlite"):
         bootstrap.migrate(settings)
@@ -68,6 +71,29 @@ def serve(
             proxy_headers=True,
             forwarded_allow_ips=trusted_proxies,
         )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any interface
+
+
+def _refuse_the_built_in_key_beyond_loopback(settings: Settings, host: str) -> None:
+    """The development key is in the source: whoever reaches the server could sign tokens
+    with it (outside development the settings refuse it already)."""
+    if settings.has_placeholder_secret and not _is_loopback(host):
+        typer.echo(
+            f"error: refusing to serve on {host} with the built-in development secret key: "
+            "anyone who can reach the server could forge its tokens. Set BOOKSTORE_SECRET_KEY "
+            "to a random value of 32+ characters (for instance the output of `python -c "
+            "'import secrets; print(secrets.token_urlsafe(48))'`), or serve on 127.0.0.1.",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 @users_app.command("create-admin")

@@ -65,11 +65,55 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# What could break a record's line or hide what it says on a terminal: C0 and C1 control
+# characters (newline, carriage return, escape sequences), DEL, the Unicode line and
+# paragraph separators, and the bidirectional overrides that reorder what a reader sees.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Lines of a traceback go beneath their record, indented: only a record starts a line.
+CONTINUATION_INDENT = "    "
+
+
+def _escaped(match: re.Match[str]) -> str:
+    character = match.group()
+    code = ord(character)
+    return _NAMED_ESCAPES.get(character) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: each control or separator character written as its escape."""
+    return text if text.isprintable() else _UNSAFE.sub(_escaped, text)
+
+
 class TextFormatter(logging.Formatter):
-    """The plain text format, with bound SQL parameters hidden like in JSON."""
+    """The plain text format: one line per record, whatever a client sent.
+
+    Every field is escaped (a request path with `%0A` would otherwise end the line and
+    start one that reads like a record of its own); a traceback follows on lines of its own,
+    each indented and escaped, so a line at the left margin is always a real record. Bound
+    SQL parameters are hidden, as in JSON.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        # A copy: other handlers (the JSON one, pytest's) see the record as it was.
+        safe = logging.makeLogRecord(vars(record))
+        safe.msg, safe.args = redact(record.getMessage()), None
+        safe.exc_info, safe.exc_text, safe.stack_info = None, None, None
+        for key, value in vars(safe).items():
+            if isinstance(value, str):
+                setattr(safe, key, escape_controls(value))
+        text = super().format(safe)
+        details = []
+        if record.exc_info:
+            details.append(self.formatException(record.exc_info))
+        elif record.exc_text:
+            details.append(record.exc_text)
+        if record.stack_info:
+            details.append(self.formatStack(record.stack_info))
+        for detail in details:
+            for line in redact(detail).split("\n"):
+                text += f"\n{CONTINUATION_INDENT}{escape_controls(line)}"
+        return text
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"

@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEV_SECRET)
     access_token_ttl_seconds: int = Field(default=15 * 60, ge=30)
     refresh_token_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    session_max_lifetime_seconds: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        description="How long a session may go on from its login, however often it is "
+        "refreshed; then the refresh fails and the user logs in again.",
+    )
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=64 * 1024, ge=8 * 1024)
     password_hash_parallelism: int = Field(default=2, ge=1)
@@ -105,16 +111,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         """A placeholder key would let anyone forge tokens: refuse it outside development."""
-        if self.env != "development" and (
-            self.secret_key.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
-            or len(self.secret_key.get_secret_value()) < 32
-        ):
+        if self.env != "development" and self.has_placeholder_secret:
             msg = (
                 "BOOKSTORE_SECRET_KEY must be set to a random value of 32+ characters "
                 f"when BOOKSTORE_ENV={self.env}"
             )
             raise ValueError(msg)
         return self
+
+    @property
+    def has_placeholder_secret(self) -> bool:
+        """The key is the built-in development one, a known placeholder, or too short:
+        anyone could sign tokens with it (`bookstore serve` keeps it to loopback)."""
+        key = self.secret_key.get_secret_value()
+        return key.strip().lower() in PLACEHOLDER_SECRETS or len(key) < 32
 
     @property
     def resolved_event_store_url(self) -> str:

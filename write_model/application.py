@@ -188,16 +188,15 @@ class Bookstore(EventSourcedApp):
 
         The hash table and the log are two stores: the hash goes first, so that no event
         ever announces a password that is not there yet, and is put back if the save loses.
+        Put back only over this command's own hash: a change that landed meanwhile (its
+        hash and its event both stored) must not be undone by this one's failure.
         """
         previous = self.credentials.get_password_hash(user_id)
         self.credentials.set_password_hash(user_id, password_hash)
         try:
             return self._save(ctx, *aggregates)
         except BaseException:
-            if previous is None:
-                self.credentials.delete(user_id)
-            else:
-                self.credentials.set_password_hash(user_id, previous)
+            self.credentials.replace_password_hash(user_id, expected=password_hash, new=previous)
             raise
 
     @retrying_on_conflict
@@ -230,9 +229,24 @@ class Bookstore(EventSourcedApp):
         """Store the new hash and record (without it) that the password changed."""
         return self.change_user_profile(ctx, user_id, password_hash=password_hash)
 
-    def rehash_password(self, user_id: UUID, password_hash: str) -> None:
-        """Replace a hash by a stronger one of the same password; no event, no session ends."""
-        self.credentials.set_password_hash(user_id, password_hash)
+    def rehash_password(self, user_id: UUID, password_hash: str, *, replacing: str) -> bool:
+        """Replace the hash `replacing` by a stronger one of the same password; whether it did.
+
+        No event, no session ends. Compare-and-set: the caller verified the password against
+        `replacing`, and if the password changed since (a reset landing during the slow
+        rehash), the new password's hash stays and this upgrade of the old one is dropped.
+        """
+        return self.credentials.replace_password_hash(
+            user_id, expected=replacing, new=password_hash
+        )
+
+    @retrying_on_conflict
+    def end_sessions(self, ctx: CommandContext, user_id: UUID) -> int:
+        """End every session of a user (a stolen refresh token was seen): tokens issued
+        before stop working, and the user logs in again."""
+        user = self.get_user(user_id)
+        user.end_sessions()
+        return self._save(ctx, user)
 
     def _roster_for_change(self) -> AdminRoster:
         return self._find(AdminRoster, ROSTER_ID) or AdminRoster()

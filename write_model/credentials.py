@@ -18,6 +18,11 @@ class CredentialStore(Protocol):
 
     def get_password_hash(self, user_id: UUID) -> str | None: ...
 
+    def replace_password_hash(self, user_id: UUID, *, expected: str, new: str | None) -> bool:
+        """Compare-and-set: store `new` (None: remove the hash) only if the stored hash is
+        exactly `expected`, in one atomic step; whether it did."""
+        ...
+
     def delete(self, user_id: UUID) -> None: ...
 
 
@@ -34,6 +39,16 @@ class InMemoryCredentialStore:
 
     def get_password_hash(self, user_id: UUID) -> str | None:
         return self._hashes.get(user_id)
+
+    def replace_password_hash(self, user_id: UUID, *, expected: str, new: str | None) -> bool:
+        with self._lock:
+            if self._hashes.get(user_id) != expected:
+                return False
+            if new is None:
+                del self._hashes[user_id]
+            else:
+                self._hashes[user_id] = new
+            return True
 
     def delete(self, user_id: UUID) -> None:
         with self._lock:

@@ -103,6 +103,14 @@ class User(Aggregate):
     def _password_changed(self) -> None:
         self.session_version += 1
 
+    def end_sessions(self) -> None:
+        """End every session (a refresh token was used twice: someone else holds one)."""
+        self._sessions_ended()
+
+    @event("SessionsEnded")
+    def _sessions_ended(self) -> None:
+        self.session_version += 1
+
     def ensure_active(self) -> None:
         if not self.is_active:
             raise ConflictError("User is deactivated")

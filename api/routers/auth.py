@@ -133,18 +133,28 @@ def login(
     responses=problem_responses(
         {
             400: "Malformed JSON",
-            401: "Invalid, expired or reused refresh token (a reuse ends its whole family)",
+            401: "Invalid, expired or reused refresh token (a reuse ends every session of "
+            "the user), or a session past its lifetime",
             415: "Not a JSON body",
             422: "Invalid body",
         }
     ),
 )
 def refresh(
-    body: RefreshRequest, app: WriteApp, refresh_tokens: RefreshTokens, codec: TokenCodecDep
+    *,
+    body: RefreshRequest,
+    request: Request,
+    app: WriteApp,
+    refresh_tokens: RefreshTokens,
+    codec: TokenCodecDep,
 ) -> TokenResponse:
     try:
         pair = rotate(
-            refresh_token=body.refresh_token, app=app, refresh_tokens=refresh_tokens, codec=codec
+            refresh_token=body.refresh_token,
+            ctx=command_context(request, None),
+            app=app,
+            refresh_tokens=refresh_tokens,
+            codec=codec,
         )
     except RefreshRefusedError as error:
         log.info("refresh refused: %s", error)

@@ -20,6 +20,7 @@ from api.deps import (
     JsonBody,
     ReadConnection,
     RefreshTokens,
+    ResetTokens,
     Throttle,
     WriteApp,
     command_context,
@@ -144,6 +145,7 @@ def update_me(
     app: WriteApp,
     hasher: Hasher,
     refresh_tokens: RefreshTokens,
+    reset_tokens: ResetTokens,
     throttle: Throttle,
     settings: AppSettings,
 ) -> UserPublic:
@@ -185,6 +187,9 @@ def update_me(
             raise ProblemError("email-taken", "This email is already registered") from None
         if new_hash is not None:
             refresh_tokens.revoke_user(user.id)
+        if new_hash is not None or changes_email:
+            # A reset asked for before (perhaps through the old mailbox) must not undo this.
+            reset_tokens.revoke_user(user.id)
         response.headers["X-Event-Position"] = str(position)
     return UserPublic.of(app.get_user(user.id))
 

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, EmailStr, Field
 
-from api.schemas.users import PASSWORD_MAX, PASSWORD_MIN, OneLineText
+from api.schemas.text import OneLineText, Text
+from api.schemas.users import PASSWORD_MAX, PASSWORD_MIN
 from api.security.sessions import TokenPair
 
 
@@ -15,16 +16,16 @@ class LoginRequest(BaseModel):
     (401); one with control characters (NUL, which no database text column takes) is 422."""
 
     email: OneLineText = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+    password: Text = Field(min_length=1, max_length=PASSWORD_MAX)
 
 
 class LoginForm(BaseModel):
     """The OAuth2 password-flow form (what the docs' Authorize button posts)."""
 
     username: OneLineText = Field(min_length=1, max_length=320, description="Your email.")
-    password: str = Field(min_length=1, max_length=PASSWORD_MAX)
+    password: Text = Field(min_length=1, max_length=PASSWORD_MAX)
     grant_type: Literal["password"] | None = None
-    scope: str = ""
+    scope: Text = ""
 
 
 class TokenResponse(BaseModel):
@@ -43,7 +44,7 @@ class TokenResponse(BaseModel):
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: Text = Field(min_length=1, max_length=4096)
 
 
 class PasswordResetRequest(BaseModel):
@@ -51,8 +52,8 @@ class PasswordResetRequest(BaseModel):
 
 
 class PasswordResetConfirm(BaseModel):
-    token: str = Field(min_length=1, max_length=512)
-    new_password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    token: Text = Field(min_length=1, max_length=512)
+    new_password: Text = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
 
 
 class Accepted(BaseModel):

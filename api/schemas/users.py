@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from api.schemas.text import NO_CONTROL_CHARACTERS, OneLineText, Text
 from write_model.user import FULL_NAME_MAX, User
 from write_model.values import Role
 
@@ -16,24 +16,20 @@ PASSWORD_MIN = 8
 PASSWORD_MAX = 128
 # Any page beyond this is empty anyway; the cap keeps OFFSET within every database's range.
 MAX_OFFSET = 2**31 - 1
-# Names and search strings are one line of text: no NUL (PostgreSQL refuses it in text),
-# no other C0 control character, no DEL.
-NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-
-def _no_control_characters(value: str) -> str:
-    if _CONTROL.search(value):
-        msg = "must not contain control characters (such as NUL, tab or newline)"
-        raise ValueError(msg)
-    return value
-
-
-# A validator (for a clear message) plus the pattern (so the OpenAPI schema says it too).
-OneLineText = Annotated[
-    str,
-    AfterValidator(_no_control_characters),
-    Field(json_schema_extra={"pattern": NO_CONTROL_CHARACTERS}),
+# NO_CONTROL_CHARACTERS and OneLineText are re-exported: routers take them from here.
+__all__ = [
+    "MAX_OFFSET",
+    "NO_CONTROL_CHARACTERS",
+    "PASSWORD_MAX",
+    "PASSWORD_MIN",
+    "ActiveChange",
+    "OneLineText",
+    "RoleChange",
+    "UserPage",
+    "UserPublic",
+    "UserRegister",
+    "UserUpdateMe",
 ]
 
 
@@ -65,7 +61,7 @@ class UserRegister(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     email: EmailStr
-    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    password: Text = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
     full_name: OneLineText = Field(default="", max_length=FULL_NAME_MAX)
 
 
@@ -74,8 +70,10 @@ class UserUpdateMe(BaseModel):
 
     email: EmailStr | None = None
     full_name: OneLineText | None = Field(default=None, max_length=FULL_NAME_MAX)
-    new_password: str | None = Field(default=None, min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
-    current_password: str | None = Field(default=None, max_length=PASSWORD_MAX)
+    new_password: Text | None = Field(
+        default=None, min_length=PASSWORD_MIN, max_length=PASSWORD_MAX
+    )
+    current_password: Text | None = Field(default=None, max_length=PASSWORD_MAX)
 
 
 class RoleChange(BaseModel):

@@ -36,10 +36,18 @@ def client_host(request: Request) -> str:
 # ------------------------------------------------------------------ login
 
 
-def _upgrade_hash(app: Bookstore, hasher: PasswordHasher, user: User, password: str) -> None:
-    """An old bcrypt hash (or weaker argon2 parameters): upgrade while we hold the password."""
-    app.rehash_password(user.id, hasher.hash(password))
-    log.info("password hash of user %s upgraded", user.id)
+def _upgrade_hash(
+    app: Bookstore, hasher: PasswordHasher, user: User, password: str, verified_hash: str
+) -> None:
+    """An old bcrypt hash (or weaker argon2 parameters): upgrade while we hold the password.
+
+    Only over the very hash just verified: a password change or reset may land while this
+    slow hash is computed, and its new hash must stay (the old password must not return).
+    """
+    if app.rehash_password(user.id, hasher.hash(password), replacing=verified_hash):
+        log.info("password hash of user %s upgraded", user.id)
+    else:
+        log.info("password hash of user %s changed meanwhile: upgrade dropped", user.id)
 
 
 def log_in(
@@ -68,5 +76,5 @@ def log_in(
     if user is None or stored is None or not verified or not user.is_active:
         raise ProblemError("invalid-credentials", headers=BEARER)
     if hasher.needs_update(stored):
-        _upgrade_hash(app, hasher, user, password)
+        _upgrade_hash(app, hasher, user, password, stored)
     return open_session(user=user, refresh_tokens=refresh_tokens, codec=codec)

@@ -48,6 +48,7 @@ class RefreshClaims:
 class IssuedRefresh:
     token: str
     jti: str
+    family_id: str
     expires_at: datetime
 
 
@@ -63,6 +64,7 @@ class TokenCodec:
         audience: str,
         access_ttl: timedelta,
         refresh_ttl: timedelta,
+        session_lifetime: timedelta = timedelta(days=30),
     ) -> None:
         self._secret = secret
         self.algorithm = algorithm
@@ -70,6 +72,8 @@ class TokenCodec:
         self.audience = audience
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
+        # How long a session (a refresh family) may go on from its login, however refreshed.
+        self.session_lifetime = session_lifetime
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenCodec:
@@ -80,6 +84,7 @@ class TokenCodec:
             audience=settings.token_audience,
             access_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
             refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+            session_lifetime=timedelta(seconds=settings.session_max_lifetime_seconds),
         )
 
     def _encode(self, claims: dict[str, Any], ttl: timedelta, now: datetime) -> str:
@@ -108,7 +113,9 @@ class TokenCodec:
             "jti": jti,
         }
         token = self._encode(claims, self.refresh_ttl, now)
-        return IssuedRefresh(token=token, jti=jti, expires_at=now + self.refresh_ttl)
+        return IssuedRefresh(
+            token=token, jti=jti, family_id=family_id, expires_at=now + self.refresh_ttl
+        )
 
     def _decode(self, token: str, expected_type: str) -> dict[str, Any]:
         try:

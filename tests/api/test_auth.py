@@ -173,7 +173,7 @@ def test_an_old_bcrypt_hash_still_logs_in_and_is_rehashed_with_argon2id(
     email = unique_email()
     user_id = uuid.UUID(register(client, email))
     old_hash = bcrypt.hashpw(b"legacy password", bcrypt.gensalt(rounds=4)).decode()
-    container.write_app.rehash_password(user_id, old_hash)
+    container.write_app.credentials.set_password_hash(user_id, old_hash)
 
     login(client, email, "legacy password")
 
@@ -299,11 +299,29 @@ def test_another_login_is_another_family(client: TestClient, container: Containe
     account = new_account(client, container)
     other = login(client, account.email)
     client.post("/auth/refresh", json={"refresh_token": account.refresh_token})
-    client.post("/auth/refresh", json={"refresh_token": account.refresh_token})  # reuse
+    # One family's rotation leaves the other's token as it was.
     assert (
         client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]}).status_code
         == 200
     )
+
+
+def test_a_reuse_ends_the_other_logins_of_the_user_too(
+    client: TestClient, container: Container
+) -> None:
+    # Someone else holds a token of this user: every session ends (issue 9 item 3), the
+    # other devices' included, and the user logs in again.
+    account = new_account(client, container)
+    other = login(client, account.email)
+    client.post("/auth/refresh", json={"refresh_token": account.refresh_token})
+    client.post("/auth/refresh", json={"refresh_token": account.refresh_token})  # reuse
+    assert (
+        client.post("/auth/refresh", json={"refresh_token": other["refresh_token"]}).status_code
+        == 401
+    )
+    bearer = {"Authorization": f"Bearer {other['access_token']}"}
+    assert client.get("/users/me", headers=bearer).status_code == 401
+    assert login(client, account.email)["access_token"]
 
 
 @pytest.mark.parametrize("garbage", ["", "not.a.jwt", "x" * 5000])
