@@ -25,6 +25,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from api.schemas.money import CENT, MoneyText, money_text
 from write_model.book import AUTHOR_MAX, CATEGORY_MAX, TITLE_MAX, Book
@@ -200,17 +201,34 @@ class BookCreate(BaseModel):
     category: Category
 
 
+def _no_null_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+# A field that may be left out but is never null: `None` stands for "not sent" in Python
+# only, so the schema has no null branch (SkipJsonSchema) and no `default: null`.
+Unsent = SkipJsonSchema[None]
+
+
+def _optional() -> Any:
+    return Field(default=None, json_schema_extra=_no_null_default)
+
+
 class BookUpdate(BaseModel):
-    """Any subset of a book's fields; a field left out is unchanged (null is refused)."""
+    """Any subset of a book's fields; a field left out is unchanged (null is refused).
+
+    The OpenAPI schema says so too: every field optional, none nullable, so generated
+    clients type them `X | Unset` and never offer a None the server would refuse.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
-    title: Title | None = None
-    author: Author | None = None
-    isbn: Isbn | None = None
-    price: Price | None = None
-    stock: Stock | None = None
-    category: Category | None = None
+    title: Title | Unsent = _optional()
+    author: Author | Unsent = _optional()
+    isbn: Isbn | Unsent = _optional()
+    price: Price | Unsent = _optional()
+    stock: Stock | Unsent = _optional()
+    category: Category | Unsent = _optional()
 
     @field_validator("title", "author", "isbn", "price", "stock", "category", mode="before")
     @classmethod

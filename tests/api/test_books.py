@@ -467,6 +467,24 @@ def test_a_bad_change_is_a_422_and_null_is_not_leaving_a_field_out(
     assert_problem(response, 422, "validation-error")
 
 
+def test_the_openapi_change_body_says_fields_are_optional_but_never_null(
+    client: TestClient,
+) -> None:
+    """What the server does (null is a 422), so generated clients never offer None."""
+    document = client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    operation = document["paths"]["/books/{book_id}"]["put"]
+    reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    update = schemas[reference.rsplit("/", 1)[-1]]
+    assert set(update["properties"]) == {"title", "author", "isbn", "price", "stock", "category"}
+    assert not update.get("required")
+    create_body = schemas["BookCreate"]["properties"]
+    for name, field in update["properties"].items():
+        assert "null" not in json.dumps(field), (name, field)
+        assert "default" not in field, name
+        assert field == {k: v for k, v in create_body[name].items() if k != "default"}
+
+
 def test_changing_an_unknown_book_is_a_404(client: TestClient, staff: Account) -> None:
     response = client.put(f"/books/{uuid.uuid4()}", json={"stock": 1}, headers=staff.headers)
     assert_problem(response, 404, "not-found")
