@@ -299,12 +299,13 @@ class LoadCancelledError(Exception):
     """The pass was asked to stop."""
 
 
-@dataclass(frozen=True)
 class LoadFailedError(Exception):
     """An event could not be decoded or applied: the rebuild fails there."""
 
-    position: int
-    error: str
+    def __init__(self, position: int, error: str) -> None:
+        super().__init__(f"event at position {position}: {error}")
+        self.position = position
+        self.error = error
 
 
 # After each batch: where the version stands, the store position passed, events applied.

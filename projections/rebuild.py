@@ -532,7 +532,8 @@ class _Job:
         def progress(end: LogPosition, passed: int, applied: int) -> None:
             with self.engine.begin() as connection:
                 advance(connection, self.name, self.version, passed, end)
-                self._update(connection, position=passed, events_applied=applied)
+                found = self._update(connection, position=passed, events_applied=applied)
+            self._observe(found)
 
         try:
             load.run(progress, self._stopping)
@@ -744,18 +745,24 @@ class _Job:
         assert found is not None
         return found
 
-    def _update(self, connection: Connection, **values: Any) -> None:
+    def _update(self, connection: Connection, **values: Any) -> Rebuild | None:
+        """Change the row in the caller's transaction; the row as it now is."""
         values.setdefault("heartbeat_at", datetime.now(UTC))
         rows.update_rebuild(connection, self.name, self.version, **values)
         found = rows.get_rebuild(connection, self.name, self.version)
         if found is not None:
             self._cancel_seen = self._cancel_seen or found.cancel_requested
-            if self.observer is not None:
-                self.observer(found)
+        return found
+
+    def _observe(self, found: Rebuild | None) -> None:
+        """Tell the observer, once the change is committed (it may write too)."""
+        if found is not None and self.observer is not None:
+            self.observer(found)
 
     def _set(self, **values: Any) -> None:
         with self.engine.begin() as connection:
-            self._update(connection, **values)
+            found = self._update(connection, **values)
+        self._observe(found)
 
 
 class _FailedError(Exception):

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_shutting_down
 
 from adapters.celery_wakeups import REBUILD_TASK, RESUME_REBUILDS_TASK
-from projections.rebuild import NoRebuildError, RebuildOptions, Rebuilds
+from projections.rebuild import NoRebuildError, Rebuilds
 from read_model.rebuilds import RebuildRunningError
 from workers import runtime
 
 log = logging.getLogger(__name__)
 
+# Processes folding the log of a large rebuild (the machine's cores, say).
+WORKER_PROCESSES = 2
 # Set when this worker is shutting down: a running rebuild stops at its next step.
 shutting_down = threading.Event()
 
@@ -35,8 +38,9 @@ def _stop_rebuilds(**_: Any) -> None:
 def _rebuilds() -> Rebuilds:
     """This worker's rebuilds: the log folded by two processes on large logs, and no
     cyclic garbage collection during a batch (this process is the rebuild's own)."""
-    runner = runtime.container().projections.runner
-    return Rebuilds(runner, RebuildOptions(workers=2, pause_gc=True))
+    projections = runtime.container().projections
+    options = replace(projections.rebuilds.options, workers=WORKER_PROCESSES, pause_gc=True)
+    return Rebuilds(projections.runner, options)
 
 
 @shared_task(  # type: ignore[untyped-decorator]
