@@ -77,9 +77,9 @@ def test_a_rebuild_builds_the_next_version_beside_the_serving_one_and_switches_t
     assert tracked_versions(container.read_engine) == [(name, 2, True) for name in NAMES]
     assert versioned_tables(container.read_engine) == []
     statuses = {status.name: status for status in container.projection_statuses()}
-    assert {name: (s.version, s.state) for name, s in statuses.items()} == {
-        name: (2, "up_to_date") for name in NAMES
-    }
+    assert {name: (s.version, s.state) for name, s in statuses.items()} == dict.fromkeys(
+        NAMES, (2, "up_to_date")
+    )
     # Version 2 follows new events like version 1 did.
     added = container.write_app.register_book(ctx(), **book_payload(title="After the switch"))
     catch_up_all(container.projections.runner)
