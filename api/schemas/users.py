@@ -81,7 +81,9 @@ class RoleChange(BaseModel):
 
 
 class ActiveChange(BaseModel):
-    is_active: bool
+    # Strict: a JSON `true` or `false` only. Lax, `0`, `"no"` or `"false"` deactivated a
+    # user, a mistake (or a fuzzer) passing as a decision.
+    is_active: bool = Field(strict=True)
 
 
 class UserPage(BaseModel):

@@ -183,6 +183,21 @@ def test_a_deactivated_user_loses_access_at_once(client: TestClient, container: 
     login(client, user.email)
 
 
+@pytest.mark.parametrize("value", [0, 1, "false", "true", "no", None, [], {}], ids=repr)
+def test_is_active_must_be_a_json_boolean(
+    client: TestClient, container: Container, value: object
+) -> None:
+    """`0` once deactivated a user (lax coercion); only `true` and `false` are booleans."""
+    admin = new_account(client, container, "admin")
+    user = new_account(client, container)
+    response = client.put(
+        f"/users/{user.id}/active", json={"is_active": value}, headers=admin.headers
+    )
+    problem = assert_problem(response, 422, "validation-error")
+    assert problem["errors"][0]["loc"] == ["body", "is_active"]  # type: ignore[index]
+    assert client.get("/users/me", headers=user.headers).json()["is_active"] is True
+
+
 def test_the_last_active_admin_cannot_be_deactivated(
     client: TestClient, container: Container
 ) -> None:
