@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,10 +25,13 @@ from tests.factories import book_payload, ctx, new_book, new_order, new_user
 from tests.integration.projection_support import save_books, table_rows
 from tests.integration.rebuild_support import (
     POISON_TITLE,
+    SLEEP_ON_TITLE_ENV,
+    SLEEPING_FILE_ENV,
     PickyBookListing,
     tracked_versions,
     versioned_tables,
 )
+from tests.services import fresh_redis_db
 
 REPO = Path(__file__).resolve().parents[2]
 READ_TABLES = (book_listing, order_history, order_line, user_directory)
@@ -202,3 +206,57 @@ def test_a_rebuild_whose_process_is_killed_is_interrupted_then_resumed_to_the_en
         assert versioned_tables(container.read_engine) == []
     finally:
         container.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_celery_worker_killed_in_the_middle_of_a_rebuild_hands_it_to_the_next_which_resumes(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from tests.integration.test_workers import celery_worker, log_tail, worker_env
+
+    log = tmp_path / "worker.log"
+    sleeping = tmp_path / "sleeping"
+    mark = f"Sleep here {uuid.uuid4().hex[:6]}"
+    with fresh_redis_db() as broker_url:
+        bootstrap.migrate(make_settings(postgres_url))
+        container = bootstrap.build(make_settings(postgres_url, broker_url=broker_url))
+        try:
+            app = container.write_app
+            save_books(app, 1000, events_per_book=1)
+            app.register_book(ctx(), **book_payload(title=mark))
+            save_books(app, 1000, events_per_book=1)
+            catch_up_all(container.projections.runner)
+            before = rows_of(container.read_engine)
+            env = worker_env(
+                postgres_url,
+                broker_url,
+                **{SLEEP_ON_TITLE_ENV: mark, SLEEPING_FILE_ENV: str(sleeping)},
+            )
+            with celery_worker(env, log, app="tests.integration.rebuild_support", pool="prefork"):
+                container.projections.start_rebuild("book_listing", requested_by="test")
+                deadline = time.monotonic() + 60
+                while not sleeping.exists():
+                    assert time.monotonic() < deadline, log_tail(log)
+                    time.sleep(0.05)
+                time.sleep(0.1)  # the pid is written
+                os.kill(int(sleeping.read_text()), signal.SIGKILL)
+
+                # Killed mid-load: version 1 serves as it did.
+                assert rows_of(container.read_engine) == before
+                assert ("book_listing", 1, True) in tracked_versions(container.read_engine)
+
+                # The task's message goes back to the queue; the pool's next process resumes.
+                deadline = time.monotonic() + 60
+                while True:
+                    status = container.projections.rebuild_statuses()["book_listing"]
+                    if not status.rebuild.running:
+                        break
+                    assert time.monotonic() < deadline, (status, log_tail(log))
+                    time.sleep(0.2)
+            assert (status.rebuild.state, status.rebuild.attempts) == ("done", 2), log_tail(log)
+            assert rows_of(container.read_engine) == before
+            assert ("book_listing", 2, True) in tracked_versions(container.read_engine)
+            assert versioned_tables(container.read_engine) == []
+        finally:
+            container.close()
