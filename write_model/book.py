@@ -18,12 +18,13 @@ from eventsourcing.domain import Aggregate, event
 
 from write_model.errors import (
     BookUnavailableError,
+    ConflictError,
     InsufficientStockError,
     InvalidValueError,
     StockShortfall,
 )
 from write_model.isbn import normalise_isbn
-from write_model.values import validate_price, validate_stock, validate_text
+from write_model.values import MAX_STOCK, validate_price, validate_stock, validate_text
 
 TITLE_MAX = 500
 AUTHOR_MAX = 300
@@ -158,10 +159,17 @@ class Book(Aggregate):
             self.category = category
 
     def restock(self, quantity: int) -> None:
-        """Add delivered copies."""
+        """Add delivered copies, up to `MAX_STOCK` in all."""
         self._ensure_live()
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
             raise InvalidValueError("quantity", "must be a whole number >= 1")
+        room = MAX_STOCK - self.stock
+        if quantity > room:
+            raise InvalidValueError(
+                "quantity",
+                f"must be at most {room}: a book holds at most {MAX_STOCK} copies "
+                f"and '{self.title}' has {self.stock}",
+            )
         self._restocked(quantity=quantity)
 
     @event("Restocked")
@@ -203,7 +211,17 @@ class Book(Aggregate):
         self.stock -= quantity
 
     def release(self, quantity: int, order_id: UUID) -> None:
-        """Put back the copies of a cancelled order (even onto a removed book's count)."""
+        """Put back the copies of a cancelled order (even onto a removed book's count).
+
+        Refused (a conflict with the current stock, not a bad request) only when staff set
+        the stock so near `MAX_STOCK` meanwhile that the copies no longer fit: lowering
+        the stock first lets the cancellation through.
+        """
+        if quantity > MAX_STOCK - self.stock:
+            raise ConflictError(
+                f"Putting back {quantity} copies of '{self.title}' would bring its stock of "
+                f"{self.stock} above {MAX_STOCK}, the most a book holds; correct it first"
+            )
         self._stock_released(quantity=quantity, order_id=order_id)
 
     @event("StockReleased")

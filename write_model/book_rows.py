@@ -21,14 +21,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 
+from write_model import values
 from write_model.book import AUTHOR_MAX, CATEGORY_MAX, TITLE_MAX
 from write_model.errors import InvalidValueError
 from write_model.isbn import normalise_isbn
 from write_model.values import validate_price, validate_text
 
 FIELDS = ("title", "author", "isbn", "price", "stock", "category")
-# `book_listing.stock` is a 32-bit INTEGER: a larger stock would stop the projection.
-MAX_STOCK = 2**31 - 1
+# The Book aggregate's own cap (`book_listing.stock` is a 32-bit INTEGER), named here too
+# for the import's schema.
+MAX_STOCK = values.MAX_STOCK
 # Raw values quoted back in a report are cut to this many characters.
 ECHO_MAX = 40
 # Longer than any ISBN can be spelt with hyphens and spaces (as `POST /books` allows).

@@ -11,6 +11,9 @@ from write_model.errors import InvalidValueError
 CENT = Decimal("0.01")
 MAX_PRICE = Decimal("1000000")
 MAX_LINE_QUANTITY = 99
+# The most copies a book may hold: `book_listing.stock` is a 32-bit INTEGER, and an event
+# leaving more would stop that projection for good (every read of it would then lag).
+MAX_STOCK = 2**31 - 1
 
 
 class Role(StrEnum):
@@ -59,9 +62,9 @@ def validate_text(field: str, value: str, max_length: int) -> str:
 
 
 def validate_stock(value: int) -> int:
-    """Stock is a whole number of copies, never negative."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidValueError("stock", "must be a whole number >= 0")
+    """Stock is a whole number of copies, from 0 to `MAX_STOCK`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_STOCK:
+        raise InvalidValueError("stock", f"must be a whole number from 0 to {MAX_STOCK}")
     return value
 
 

@@ -31,6 +31,7 @@ from api.schemas.money import CENT, MoneyText, money_text
 from write_model.book import AUTHOR_MAX, CATEGORY_MAX, TITLE_MAX, Book
 from write_model.errors import InvalidValueError
 from write_model.isbn import normalise_isbn
+from write_model.values import MAX_STOCK
 
 PRICE_LIMIT = Decimal("1000000")  # prices are 0 <= p < 1,000,000
 # Digits, an optional fraction: what a price or a price filter is spelt as in a string.
@@ -183,7 +184,8 @@ Isbn = Annotated[
         examples=["978-0-441-17271-9"],
     ),
 ]
-Stock = Annotated[int, Field(ge=0, le=2**31 - 1, strict=True, description="Copies in stock.")]
+# At most what the write model allows (`book_listing.stock` is a 32-bit INTEGER).
+Stock = Annotated[int, Field(ge=0, le=MAX_STOCK, strict=True, description="Copies in stock.")]
 
 # -------------------------------------------------------------------------------- bodies
 

@@ -498,6 +498,30 @@ def test_an_empty_change_changes_nothing(client: TestClient, staff: Account) -> 
     assert response.headers["etag"] == '"1"'
 
 
+def test_a_cancel_that_would_push_the_stock_past_its_cap_is_a_409_and_reads_go_on(
+    client: TestClient, container: Container, staff: Account
+) -> None:
+    """`book_listing.stock` is a 32-bit INTEGER: the copies coming back must fit in it."""
+    cap = 2**31 - 1
+    book_id = create(client, staff, stock=10).json()["id"]
+    buyer = new_account(client, container)
+    added = client.post(
+        "/cart/items", json={"book_id": book_id, "quantity": 4}, headers=buyer.headers
+    )
+    assert added.status_code == 201, added.text
+    order = client.post("/orders", headers=buyer.headers)
+    assert order.status_code == 201, order.text
+    corrected = client.put(f"/books/{book_id}", json={"stock": cap - 3}, headers=staff.headers)
+    assert corrected.status_code == 200, corrected.text
+
+    cancel = client.post(f"/orders/{order.json()['id']}/cancel", headers=buyer.headers)
+    problem = assert_problem(cancel, 409, "conflict")
+    assert str(cap) in str(problem["detail"])
+    after = read(client, book_id, container.write_app.head())
+    assert after.status_code == 200, after.text
+    assert after.json()["stock"] == cap - 3
+
+
 # ------------------------------------------------------------------------ delete
 
 
