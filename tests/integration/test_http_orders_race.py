@@ -1,22 +1,14 @@
 """Thirty buyers, five copies: concurrent orders over HTTP against a real server.
 
-`bookstore serve --workers 2` runs as a subprocess on PostgreSQL, so the requests race in
-two processes and many threads, as they would in production: whatever the interleaving,
-exactly five orders are placed, everyone else is told 409 `insufficient-stock`, and the
-book is never sold below zero.
+`bookstore serve --workers 2` runs as a subprocess on PostgreSQL (`tests.live_server`), so
+the requests race in two processes and many threads, as they would in production: whatever
+the interleaving, exactly five orders are placed, everyone else is told 409
+`insufficient-stock`, and the book is never sold below zero.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from uuid import UUID
 
@@ -25,80 +17,14 @@ import pytest
 
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
-from tests.conftest import TEST_SECRET, make_settings
+from tests.conftest import make_settings
 from tests.factories import PASSWORD, UserPayloadFactory, ctx, new_book
+from tests.live_server import running_server
 
 pytestmark = pytest.mark.postgres
 
-REPO = Path(__file__).resolve().parents[2]
 BUYERS = 30
 STOCK = 5
-START_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def server_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKSTORE_")}
-    env.update(
-        BOOKSTORE_ENV="test",
-        BOOKSTORE_SECRET_KEY=TEST_SECRET,
-        BOOKSTORE_DATABASE_URL=database_url,
-        BOOKSTORE_PASSWORD_HASH_TIME_COST="1",
-        BOOKSTORE_PASSWORD_HASH_MEMORY_KIB=str(8 * 1024),
-        BOOKSTORE_PASSWORD_HASH_PARALLELISM="1",
-        BOOKSTORE_LOG_LEVEL="WARNING",
-        PYTHONPATH=str(REPO),
-    )
-    return env
-
-
-@contextmanager
-def running_server(database_url: str, log: Path) -> Iterator[str]:
-    """`bookstore serve --workers 2` on a free port; its base URL once /health answers."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "bookstore"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-    ]
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=server_env(database_url),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
-            with suppress(httpx.TransportError):
-                if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, f"no answer in time:\n{log.read_text()[-3000:]}"
-            time.sleep(0.2)
-        yield base_url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
 
 
 def new_buyer(container: Container) -> str:
@@ -126,7 +52,7 @@ def test_thirty_buyers_of_five_copies_give_exactly_five_orders_and_a_stock_of_ze
     finally:
         container.close()
 
-    with running_server(postgres_url, tmp_path / "server.log") as base_url:
+    with running_server(postgres_url, tmp_path / "server.log", workers=2) as base_url:
         clients = [httpx.Client(base_url=base_url, timeout=60) for _ in emails]
         try:
             for client, email in zip(clients, emails, strict=True):
