@@ -137,6 +137,7 @@ class VersionTables:
             *constraints,
             info={LOGICAL_NAME: table.name, VERSION: self.version},
             prefixes=["UNLOGGED"] if self.unlogged else [],
+            **dict(table.dialect_kwargs),
         )
 
     def _copy_index(self, index: Index, logical: Table, copy: Table) -> Index:

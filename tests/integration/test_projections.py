@@ -308,4 +308,6 @@ def test_status_shows_lag_in_events_and_seconds_then_up_to_date(container: Conta
         "state": "up_to_date",
         "last_error": None,
         "error_position": None,
+        "version": 1,
+        "rebuild": None,
     }
