@@ -75,10 +75,14 @@ def status(
         )
     console = Console(width=200)
     console.print(table)
+    # Committed events wait behind an open transaction: until it ends, no projection can
+    # pass them. Usually one transaction holds them all back: name it once.
+    held: dict[str, list[str]] = {}
     for item in statuses:
         if item.held_back_by is not None:
-            # Committed events wait behind it: until it ends, no projection can pass them.
-            console.print(f"{item.name} is held back by {item.held_back_by.describe()}")
+            held.setdefault(item.held_back_by.describe(), []).append(item.name)
+    for holder, names in held.items():
+        console.print(f"held back ({', '.join(names)}) by {holder}")
 
 
 @projections_app.command("catch-up")
