@@ -1,9 +1,20 @@
 """Coalesced wake-ups: a burst of commits enqueues one catch-up task, not one per commit.
 
-After each commit the server sets a flag in Redis with SET NX; only the commit that sets
-it enqueues a task. The task clears the flag *before* it reads the store's head, so a
-commit after that enqueues the next task, and a commit before it is covered by the task
-already queued: no wake-up is lost, and at most one task waits in the queue.
+Each projection has a flag in Redis, and a commit wakes only the projections that read one
+of the topics it saved (a cart change wakes none). Waking a projection runs one atomic
+script on its flag (`WAKE_SCRIPT`):
+
+- no flag: set it to `queued` and enqueue a catch-up task for that projection;
+- `queued`: a task waits already, and will read this commit's events: nothing to do;
+- `running`: a task is catching up right now; set the flag to `again`, and that task runs
+  another catch-up as soon as its current one ends (`FINISH_SCRIPT`), instead of leaving
+  this commit to a task queued behind it.
+
+The task sets the flag to `running` as it starts, before it reads the store, and deletes it
+only once a catch-up ends with no `again` set: no wake-up is lost, at most one task per
+projection waits in the queue, and a commit during a catch-up waits for the rest of that
+catch-up, never for a whole extra task. The flags expire (`WAKE_FLAG_TTL_SECONDS`), so a
+worker that dies mid-task leaves nothing stuck.
 
 The broker is not the system of record: if Redis is down the commit has happened anyway,
 the wake-up is dropped (and not retried for a few seconds, so commands stay fast), and the
@@ -17,6 +28,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 import redis
 from celery import Celery
@@ -28,6 +40,38 @@ REBUILD_TASK = "bookstore.projections.rebuild"
 RESUME_REBUILDS_TASK = "bookstore.projections.resume_rebuilds"
 WAKE_FLAG_KEY = "bookstore:projections:wake-pending"
 WAKE_FLAG_TTL_SECONDS = 10
+
+# KEYS[1] the projection's flag, ARGV[1] its lifetime: 1 when the caller must enqueue.
+WAKE_SCRIPT = """
+local state = redis.call('GET', KEYS[1])
+if not state then
+  redis.call('SET', KEYS[1], 'queued', 'EX', ARGV[1])
+  return 1
+end
+if state == 'running' then
+  redis.call('SET', KEYS[1], 'again', 'EX', ARGV[1])
+end
+return 0
+"""
+# Run by the task after each catch-up: 1 when a wake-up came meanwhile (catch up again).
+FINISH_SCRIPT = """
+local state = redis.call('GET', KEYS[1])
+if state == 'again' then
+  redis.call('SET', KEYS[1], 'running', 'EX', ARGV[1])
+  return 1
+end
+if state == 'running' then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def wake_flag_key(name: str) -> str:
+    """The flag of one projection's wake-ups."""
+    return f"{WAKE_FLAG_KEY}:{name}"
+
+
 SOCKET_TIMEOUT_SECONDS = 0.5
 BROKER_DOWN_RETRY_SECONDS = 2.0
 
@@ -42,8 +86,18 @@ def redis_client(broker_url: str) -> redis.Redis:
 
 
 def clear_wake_flag(client: redis.Redis) -> None:
-    """Called by the task as it starts: commits from now on enqueue a new task."""
+    """The flag of wake-ups for every projection at once (older workers' tasks)."""
     client.delete(WAKE_FLAG_KEY)
+
+
+def start_catching_up(client: redis.Redis, name: str) -> None:
+    """Called by a projection's task as it starts, before it reads the store."""
+    client.set(wake_flag_key(name), "running", ex=WAKE_FLAG_TTL_SECONDS)
+
+
+def woken_meanwhile(client: redis.Redis, name: str) -> bool:
+    """Called by the task after each catch-up: True if it must catch up again."""
+    return bool(client.eval(FINISH_SCRIPT, 1, wake_flag_key(name), WAKE_FLAG_TTL_SECONDS))
 
 
 class BrokerUnavailableError(RuntimeError):
@@ -60,27 +114,33 @@ class CeleryWaker:
         self._celery.conf.broker_connection_retry = False
         self._down_until = 0.0
         self._lock = threading.Lock()
+        self._wake_script = self._redis.register_script(WAKE_SCRIPT)
         self.enqueued = 0
 
-    def wake(self, position: int | None = None) -> None:
-        """Enqueue a catch-up unless one is already waiting; never raises."""
+    def wake(self, position: int | None = None, names: Iterable[str] = ()) -> None:
+        """Have the named projections catch up (a task each, unless one is queued, or
+        one running is told to go again); never raises."""
+        del position
         now = time.monotonic()
         if now < self._down_until:
             return
-        try:
-            if not self._redis.set(WAKE_FLAG_KEY, position or 0, nx=True, ex=WAKE_FLAG_TTL_SECONDS):
+        for name in names:
+            key = wake_flag_key(name)
+            try:
+                if not self._wake_script(keys=[key], args=[WAKE_FLAG_TTL_SECONDS]):
+                    continue
+            except redis.RedisError as error:
+                self._broker_down(now, error)
                 return
-        except redis.RedisError as error:
-            self._broker_down(now, error)
-            return
-        try:
-            self._celery.send_task(CATCH_UP_TASK, retry=False, ignore_result=True)
-            with self._lock:
-                self.enqueued += 1
-        except Exception as error:
-            self._broker_down(now, error)
-            with contextlib.suppress(redis.RedisError):
-                self._redis.delete(WAKE_FLAG_KEY)
+            try:
+                self._celery.send_task(CATCH_UP_TASK, args=[name], retry=False, ignore_result=True)
+                with self._lock:
+                    self.enqueued += 1
+            except Exception as error:
+                self._broker_down(now, error)
+                with contextlib.suppress(redis.RedisError):
+                    self._redis.delete(key)
+                return
 
     def rebuild(self, name: str) -> None:
         """Have a worker run the rebuild of `name` (recorded already); raises

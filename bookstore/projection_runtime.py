@@ -61,14 +61,26 @@ class ProjectionServices:
             self.background = BackgroundRunner(
                 self.runner, batch_size=settings.projection_batch_size
             )
-        write_app.commit_listeners.append(self.on_commit)
+        write_app.commit_topic_listeners.append(self.on_commit)
 
-    def on_commit(self, position: int) -> None:
-        """After every successful save: wake whatever runs the catch-up."""
+    def readers_of(self, topics: frozenset[str]) -> list[str]:
+        """The projections that read any of these stored topics, in the runner's order."""
+        return [
+            projection.name
+            for projection in self.runner.projections.values()
+            if not topics.isdisjoint(projection.topics)
+        ]
+
+    def on_commit(self, position: int, topics: frozenset[str]) -> None:
+        """After every successful save: wake what catches up the projections that read
+        one of the topics saved (none for a cart change)."""
+        names = self.readers_of(topics)
+        if not names:
+            return
         if self.background is not None:
-            self.background.wake(position)
+            self.background.wake(position, names)
         elif self.waker is not None:
-            self.waker.wake(position)
+            self.waker.wake(position, names)
 
     def start(self) -> None:
         """Embedded mode: start the in-process runner, and resume an interrupted rebuild

@@ -2,7 +2,8 @@
 
 With no broker configured, each commit wakes these threads (through the write
 application's commit listeners), one per projection, so a slow projection never delays the
-others. Each also wakes every second on its own, for events written by other processes
+others; only the threads of projections that read a topic the commit saved are woken (a
+cart change wakes none). Each also wakes every second on its own, for events written by other processes
 (the CLI, other server workers). On PostgreSQL a commit whose event is still held above
 the watermark (an older transaction is open) is polled for by the batch itself
 (`runner.py`), and `stop` cuts that wait short.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 
 from projections.runner import DEFAULT_BATCH_SIZE, Runner
 
@@ -38,11 +40,17 @@ class BackgroundRunner:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def wake(self, position: int | None = None) -> None:
-        """A commit listener: cheap, never blocks, coalesces any number of wake-ups."""
+    def wake(self, position: int | None = None, names: Iterable[str] | None = None) -> None:
+        """A commit listener: cheap, never blocks, coalesces any number of wake-ups.
+
+        `names`: only these projections (None: all). A wake-up that arrives while a
+        catch-up runs is kept, and runs the next one as soon as that one ends.
+        """
         del position
-        for wake in self._wakes.values():
-            wake.set()
+        for name in self._wakes if names is None else names:
+            wake = self._wakes.get(name)
+            if wake is not None:
+                wake.set()
 
     def start(self) -> None:
         if self._threads:

@@ -42,7 +42,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from projections.base import HandlerError, Projection
 from projections.event_log import EventLog, LogRead, event_log_for
 from projections.events import Positioned
-from projections.locks import lock_projection
 from read_model.tracking import (
     FIRST_VERSION,
     LOG_START,
@@ -52,8 +51,8 @@ from read_model.tracking import (
     advance,
     ensure_tracking,
     get_tracking,
+    lock_tracking,
     record_failure,
-    touch_tracking,
 )
 from read_model.versions import VersionTables
 
@@ -367,22 +366,37 @@ class Runner:
         return self._start_of(found, version)
 
     def _lock(self, connection: Connection, name: str, version: int) -> Tracking | None:
-        """Take the lock of a version of the projection, then read its tracking row.
+        """Lock a version of the projection and read its tracking row, in one statement
+        on PostgreSQL (`read_model.tracking.lock_tracking`).
 
         The first version is tracked on its first batch; a later one only ever by the
         rebuild that starts it (None when it is gone: cancelled, or switched and dropped).
         """
-        lock_projection(connection, name, version, idle_timeout_seconds=self.idle_timeout_seconds)
-        if connection.dialect.name == "postgresql":
-            found = get_tracking(connection, name, version)  # no write needed
-            if found is None and version == FIRST_VERSION:
-                ensure_tracking(connection, name)
-                found = get_tracking(connection, name, version)
-            return found
-        # SQLite: the transaction's first write takes the database's write lock.
-        if not touch_tracking(connection, name, version) and version == FIRST_VERSION:
+        timeout = self.idle_timeout_seconds
+        found = lock_tracking(connection, name, version, idle_timeout_seconds=timeout)
+        if found is None and version == FIRST_VERSION:
             ensure_tracking(connection, name)
-        return get_tracking(connection, name, version)
+            found = lock_tracking(connection, name, version, idle_timeout_seconds=timeout)
+        return found
+
+    def _pre_read(self, connection: Connection, name: str, version: int | None) -> _Start:
+        """Where a batch starts, read on the batch's own connection outside any
+        transaction (autocommit on PostgreSQL): the store is read next, and may be polled
+        for a while, which must not leave a transaction idle."""
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            found = get_tracking(connection, name, version)
+            connection.commit()
+        finally:
+            if postgres:
+                connection.execution_options(isolation_level=self._isolation_level)
+        return self._start_of(found, version)
+
+    @property
+    def _isolation_level(self) -> str:
+        return str(self.engine.dialect.default_isolation_level or "READ COMMITTED")
 
     def _bind(self, projection: Projection, start: _Start) -> Projection:
         """The projection writing to the tables of the version a batch is for."""
@@ -459,8 +473,22 @@ class Runner:
         Taking the lock afterwards and checking the tracking row keeps every event counted
         exactly once, however many runners race.
         """
+        with self.engine.connect() as connection:
+            return self._batch_on(connection, projection, limit, should_stop, version)
+
+    def _batch_on(
+        self,
+        connection: Connection,
+        projection: Projection,
+        limit: int,
+        should_stop: Callable[[], bool] | None,
+        version: int | None,
+    ) -> BatchResult:
+        """`_batch` on one connection: read the position, read the store, then lock,
+        apply, advance and NOTIFY in one transaction (on PostgreSQL the lock and the
+        position are one statement, so are the advance and the NOTIFY)."""
         name = projection.name
-        start = self._tracked(name, version)
+        start = self._pre_read(connection, name, version)
         read: LogRead | None = None
         for _ in range(MAX_RACES):
             read = self._read(projection, start, limit, should_stop)
@@ -468,15 +496,17 @@ class Runner:
             if not read.events and read.end == start.log_position and not untracked_pair:
                 return self._unchanged(name, start, read)
             events = self._decode(start, read)
-            with self.engine.begin() as connection:
+            with connection.begin():
                 found = self._lock(connection, name, start.version)
                 won = not self._moved(start, found)
                 if won:
                     target = self._bind(projection, start)
                     self._apply(target, connection, events, start, read.end)
-                    advance(connection, name, start.version, read.passed, read.end)
+                    notify = None
                     if start.active:
-                        self._notify(connection, name, start.version, read.end, read.passed)
+                        payload = notify_payload(name, read.end, read.passed, start.version)
+                        notify = (POSITIONS_CHANNEL, payload)
+                    advance(connection, name, start.version, read.passed, read.end, notify=notify)
             if won:
                 return BatchResult(
                     name,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, true, update
 
 from read_model.tables import projection_tracking as tracking
 from read_model.upserts import insert_missing
@@ -220,11 +220,51 @@ def all_tracking(connection: Connection) -> list[Tracking]:
     return [_tracking(row) for row in rows]
 
 
+def lock_tracking(
+    connection: Connection, name: str, version: int, *, idle_timeout_seconds: int
+) -> Tracking | None:
+    """Lock a version's tracking row until the transaction ends; the row as committed now.
+
+    PostgreSQL: one statement, `SELECT ... FOR UPDATE`, which waits for a runner holding
+    the row and then reads the version that runner committed (READ COMMITTED re-reads a
+    row it waited for), so the lock and the read are one round trip. It also lifts
+    `idle_in_transaction_session_timeout` for this transaction alone (a batch whose
+    handlers are slow must not be killed half way). None when there is no such row (and
+    nothing is locked). SQLite: a write that changes nothing takes the database's write
+    lock, the transaction's first.
+    """
+    if connection.dialect.name != "postgresql":
+        touch_tracking(connection, name, version)
+        return get_tracking(connection, name, version)
+    settings = select(
+        func.set_config(
+            "idle_in_transaction_session_timeout", f"{idle_timeout_seconds}s", True
+        ).label("timeout")
+    ).cte("settings")
+    row = connection.execute(
+        select(tracking, settings.c.timeout)
+        .select_from(tracking.join(settings, true()))
+        .where(tracking.c.name == name, tracking.c.version == version)
+        .with_for_update(of=tracking)
+    ).one_or_none()
+    return _tracking(row) if row else None
+
+
 def advance(
-    connection: Connection, name: str, version: int, position: int, log_position: LogPosition
+    connection: Connection,
+    name: str,
+    version: int,
+    position: int,
+    log_position: LogPosition,
+    *,
+    notify: tuple[str, str] | None = None,
 ) -> None:
-    """Record a successful batch: a new position, and no error any more."""
-    connection.execute(
+    """Record a successful batch: a new position, and no error any more.
+
+    `notify` (PostgreSQL): a (channel, payload) NOTIFYed in the same statement, delivered
+    at commit.
+    """
+    moved = (
         update(tracking)
         .where(tracking.c.name == name, tracking.c.version == version)
         .values(
@@ -238,6 +278,12 @@ def advance(
             updated_at=datetime.now(UTC),
         )
     )
+    if notify is None or connection.dialect.name != "postgresql":
+        connection.execute(moved)
+        return
+    channel, payload = notify
+    done = moved.returning(tracking.c.version).cte("moved")
+    connection.execute(select(func.pg_notify(channel, payload)).select_from(done))
 
 
 def record_failure(

@@ -110,8 +110,11 @@ class EventSourcedApp(Application[UUID]):
 
     def __init__(self, env: EnvType | None = None) -> None:
         super().__init__(env)
-        # Called with the new head after every successful save (projection wake-ups).
+        # Called with the new head after every successful save.
         self.commit_listeners: list[Callable[[int], None]] = []
+        # Called with the new head and the stored topics of the events saved (projection
+        # wake-ups: only the projections that read one of those topics need waking).
+        self.commit_topic_listeners: list[Callable[[int, frozenset[str]], None]] = []
         # Told how each command ended (metrics); see `retrying_on_conflict`.
         self.command_observers: list[CommandObserver] = []
 
@@ -157,11 +160,17 @@ class EventSourcedApp(Application[UUID]):
         if not recordings:
             return self.head()
         position = max(r.notification.id for r in recordings)
+        topics = frozenset(r.notification.topic for r in recordings)
+        # The events are committed: a failing wake-up (a broker down) must not turn a
+        # successful command into an error. Projections catch up later anyway.
         for listener in self.commit_listeners:
-            # The events are committed: a failing wake-up (a broker down) must not turn
-            # a successful command into an error. Projections catch up later anyway.
             try:
                 listener(position)
+            except Exception:
+                log.exception("commit listener failed after position %s", position)
+        for topic_listener in self.commit_topic_listeners:
+            try:
+                topic_listener(position, topics)
             except Exception:
                 log.exception("commit listener failed after position %s", position)
         return position
