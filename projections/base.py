@@ -92,7 +92,12 @@ class Projection:
         table, child_tables = self.write_tables
         rows = RowBuffer(table)
         batch = Batch(child_tables)
-        rows.load(connection, (item.event.originator_id for item in events))
+        # An aggregate whose first event here is its first ever (version 1) has no row
+        # yet: only the others are looked up (a batch of registrations costs no SELECT).
+        first: dict[Any, int] = {}
+        for item in events:
+            first.setdefault(item.event.originator_id, item.event.originator_version)
+        rows.load(connection, (key for key, version in first.items() if version > 1))
         for index, item in enumerate(events):
             try:
                 self._apply_one(rows, batch, item)
