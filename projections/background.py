@@ -3,10 +3,10 @@
 With no broker configured, each commit wakes these threads (through the write
 application's commit listeners), one per projection, so a slow projection never delays the
 others; only the threads of projections that read a topic the commit saved are woken (a
-cart change wakes none). Each also wakes every second on its own, for events written by other processes
-(the CLI, other server workers). On PostgreSQL a commit whose event is still held above
-the watermark (an older transaction is open) is polled for by the batch itself
-(`runner.py`), and `stop` cuts that wait short.
+cart change wakes none). Each also wakes every second on its own, for events written by
+other processes (the CLI, other server workers). On PostgreSQL a commit whose event is
+still held above the watermark (an older transaction is open) is polled for by the batch
+itself (`runner.py`), and `stop` cuts that wait short.
 """
 
 from __future__ import annotations

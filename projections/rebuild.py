@@ -69,6 +69,7 @@ from read_model.tracking import (
     Tracking,
     active_version,
     advance,
+    ensure_tracking,
     forget_version,
     get_tracking,
     lock_tracking,
@@ -505,6 +506,8 @@ class _Job:
     def load(self) -> str:
         """Phase 1: new tables, filled by the fast pass (from the start of the log)."""
         with self.engine.begin() as connection:
+            if self.old == FIRST_VERSION:
+                ensure_tracking(connection, self.name)  # never caught up: serving at 0
             self.tables.drop(connection)
             self.tables.create(connection)
             start_version(connection, self.name, self.version)
