@@ -384,12 +384,14 @@ class Bookstore(EventSourcedApp):
         idem = f"{user_id}:{idempotency_key}" if idempotency_key is not None else None
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= IDEMPOTENCY_KEY_MAX:
             raise InvalidValueError("idempotency_key", "must be 1..255 characters")
-        if idem is not None:
-            earlier = self._owner_of(IDEMPOTENCY_KEY, idem)
-            if earlier is not None:
-                return PlacedOrder(earlier, self.head(), created=False)
+        if (earlier := self._earlier_order(idem)) is not None:
+            return earlier
         cart = self._cart_of(user_id)
         if cart is None or not cart.lines:
+            # A request racing with this key may have just placed the order (and emptied
+            # the cart) between the key check above and the cart load: that is a retry.
+            if (earlier := self._earlier_order(idem)) is not None:
+                return earlier
             raise EmptyCartError("The cart is empty")
         items = cart.items()
         books = self._books_of(b for b, _ in items)
@@ -397,6 +399,8 @@ class Bookstore(EventSourcedApp):
             gap for b, q in items if (gap := books[b].shortfall(q)) is not None
         ]
         if shortfalls:
+            if (earlier := self._earlier_order(idem)) is not None:
+                return earlier  # the racing request took the stock for this very order
             raise InsufficientStockError(shortfalls)
         lines = [
             OrderLine(book_id=b, title=books[b].title, quantity=q, unit_price=books[b].price)
@@ -409,6 +413,13 @@ class Bookstore(EventSourcedApp):
         index = KeyIndex(kind=IDEMPOTENCY_KEY, key=idem, owner_id=order.id) if idem else None
         position = self._save(ctx, order, *books.values(), cart, index)
         return PlacedOrder(order.id, position, created=True)
+
+    def _earlier_order(self, idem: str | None) -> PlacedOrder | None:
+        """The order an earlier request with this user's idempotency key placed, if any."""
+        if idem is None:
+            return None
+        earlier = self._owner_of(IDEMPOTENCY_KEY, idem)
+        return PlacedOrder(earlier, self.head(), created=False) if earlier is not None else None
 
     @retrying_on_conflict
     def cancel_order(

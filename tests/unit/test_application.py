@@ -556,3 +556,29 @@ def test_the_process_environment_cannot_reconfigure_the_event_store(
         assert bookstore.env.get("POSTGRES_ENABLE_DB_FUNCTIONS") == "n"
     finally:
         bookstore.close()
+
+
+@pytest.mark.parametrize("winner_lands", ["before the cart is loaded", "before the books are"])
+def test_a_request_racing_with_its_own_idempotency_key_gets_the_first_order(
+    app: Bookstore, monkeypatch: pytest.MonkeyPatch, winner_lands: str
+) -> None:
+    """The loser checked the key before the winner saved, then met the emptied cart (or
+    the stock the winner took): it is a retry, and answers the winner's order."""
+    book_id = new_book(app, stock=1)
+    user_id = new_customer(app)
+    app.add_to_cart(ctx(), user_id, book_id, 1)
+    step = "_cart_of" if winner_lands == "before the cart is loaded" else "_books_of"
+    original = getattr(app, step)
+    winner: list[UUID] = []
+
+    def winner_first(*args: object) -> object:
+        if not winner:
+            monkeypatch.setattr(app, step, original)
+            winner.append(app.place_order(ctx(), user_id, idempotency_key="k-1").order_id)
+        return original(*args)
+
+    monkeypatch.setattr(app, step, winner_first)
+    loser = app.place_order(ctx(), user_id, idempotency_key="k-1")
+    assert loser.order_id == winner[0]
+    assert loser.created is False
+    assert count_topic(app, ORDER_PLACED) == 1
