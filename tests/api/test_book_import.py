@@ -35,12 +35,13 @@ def as_csv(*bodies: dict[str, Any], columns: list[str] = COLUMNS) -> str:
 
 
 def post_csv(client: TestClient, account: Account, text: str | bytes, **params: str) -> Response:
-    return client.post(
+    response: Response = client.post(
         "/books/import",
         content=text.encode() if isinstance(text, str) else text,
         headers={**account.headers, "Content-Type": "text/csv"},
         params=params,
     )
+    return response
 
 
 def head(container: Container) -> int:
@@ -124,7 +125,7 @@ def test_all_or_nothing_answers_422_listing_every_bad_row_and_imports_nothing(
     ]
     before = head(container)
     response = post_csv(client, staff, as_csv(*rows))
-    body = assert_problem(response, 422, "validation-error")
+    body: dict[str, Any] = assert_problem(response, 422, "validation-error")
     assert body["failed"] == 3
     assert (body["created"], body["updated"]) == (0, 0)
     assert [(e["row"], [i["loc"] for i in e["errors"]]) for e in body["errors"]] == [
@@ -187,13 +188,13 @@ def test_a_repeated_isbn_in_one_file_is_an_error_on_the_later_row(
 ) -> None:
     first = book_create_body()
     response = post_csv(client, staff, as_csv(first, {**first, "title": "Other"}))
-    body = assert_problem(response, 422, "validation-error")
+    body: dict[str, Any] = assert_problem(response, 422, "validation-error")
     assert [(e["row"], e["errors"][0]["type"]) for e in body["errors"]] == [(2, "duplicate")]
 
 
 def test_a_csv_header_lacking_a_column_is_422(client: TestClient, staff: Account) -> None:
     text = as_csv(book_create_body(), columns=["title", "author", "isbn", "price", "category"])
-    body = assert_problem(post_csv(client, staff, text), 422, "validation-error")
+    body: dict[str, Any] = assert_problem(post_csv(client, staff, text), 422, "validation-error")
     assert body["errors"] == [{"loc": ["body", "header"], "msg": body["detail"], "type": "missing"}]
     assert "stock" in str(body["detail"])
 
@@ -305,7 +306,7 @@ def test_hostile_text_makes_invalid_rows_never_a_500(
     assert [e["row"] for e in response.json()["errors"]] == [1, 2, 3]
 
     latin1 = as_csv(book_create_body(title="Café")).encode().replace("é".encode(), b"\xe9")
-    body = assert_problem(post_csv(client, staff, latin1), 422, "validation-error")
+    body: dict[str, Any] = assert_problem(post_csv(client, staff, latin1), 422, "validation-error")
     assert body["errors"][0]["errors"][0]["loc"] == ["title"]
     assert head(container) == before
 
@@ -313,7 +314,7 @@ def test_hostile_text_makes_invalid_rows_never_a_500(
 def test_a_multipart_body_without_a_file_part_is_422(client: TestClient, staff: Account) -> None:
     csv_file = ("books.csv", as_csv(book_create_body()).encode(), "text/csv")
     wrong_field = client.post("/books/import", files={"books": csv_file}, headers=staff.headers)
-    body = assert_problem(wrong_field, 422, "validation-error")
+    body: dict[str, Any] = assert_problem(wrong_field, 422, "validation-error")
     assert body["errors"][0]["loc"] == ["body", "file"]
     not_a_file = client.post(
         "/books/import", data={"file": "title,author"}, files={"x": csv_file}, headers=staff.headers
@@ -348,5 +349,5 @@ def test_the_history_of_a_book_called_import_is_still_a_bad_id(
     client: TestClient, staff: Account
 ) -> None:
     response = client.get("/books/import/history", headers=staff.headers)
-    body = assert_problem(response, 422, "validation-error")
-    assert body["errors"][0]["loc"] == ["path", "book_id"]  # type: ignore[index]
+    body: dict[str, Any] = assert_problem(response, 422, "validation-error")
+    assert body["errors"][0]["loc"] == ["path", "book_id"]

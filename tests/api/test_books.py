@@ -399,7 +399,8 @@ def test_of_concurrent_changes_with_one_etag_exactly_one_wins(
             json={"stock": n},
             headers={**staff.headers, "If-Match": '"1"'},
         )
-        return response.status_code
+        status: int = response.status_code
+        return status
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = sorted(pool.map(change, range(6)))
