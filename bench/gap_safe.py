@@ -39,14 +39,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -55,7 +55,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.postgres import PostgresApplicationRecorder
 from fastapi import FastAPI
-from sqlalchemy import delete
+from sqlalchemy import text
 
 from adapters.credentials import SqlCredentialStore
 from adapters.engines import event_store_env, make_engine
@@ -114,6 +114,13 @@ class Mode:
 BEFORE = Mode("before (table lock, id order)", insert_lock=True, watermark=False)
 AFTER = Mode("after (lock-free, watermark)", insert_lock=False, watermark=True)
 MODES = (BEFORE, AFTER)
+T = TypeVar("T")
+
+
+def in_turn(choices: Sequence[T], run: int) -> Sequence[T]:
+    """The choices forwards in even runs, backwards in odd ones: a machine getting busier
+    or quieter during the benchmark favours neither."""
+    return choices if run % 2 == 0 else choices[::-1]
 
 
 def median(values: list[float]) -> float:
@@ -374,11 +381,13 @@ def catch_up_rates(
                 BEFORE: SerialLog(recorder),
                 AFTER: WatermarkLog(recorder),
             }
-            for _ in range(runs):
-                for mode in MODES:
+            for index in range(runs):
+                for mode in in_turn(MODES, index):
+                    # TRUNCATE, not DELETE: dead rows left by one run would slow the next.
                     with container.read_engine.begin() as connection:
-                        connection.execute(delete(book_listing))
-                        connection.execute(delete(projection_tracking))
+                        connection.execute(
+                            text(f"TRUNCATE {book_listing.name}, {projection_tracking.name}")
+                        )
                     runner = Runner(
                         app,
                         container.read_engine,
@@ -569,9 +578,9 @@ def row(what: str, unit: str, before: float, after: float, target: str = "") -> 
 def measure_saves(runs: int, scale: float) -> None:
     print("## The library alone: saves/s (a new aggregate, two events, per save)", flush=True)
     figures: dict[tuple[str, int], list[float]] = {}
-    for _ in range(runs):
+    for index in range(runs):
         for threads in THREAD_COUNTS:
-            for variant in SAVE_VARIANTS:
+            for variant in in_turn(SAVE_VARIANTS, index):
                 rate = saves_run(variant, threads, scale).rate
                 figures.setdefault((variant.name, threads), []).append(rate)
                 print(f"  {variant.name}, {threads} thread(s): {rate:,.0f} saves/s", flush=True)
@@ -594,9 +603,9 @@ def measure_place_order(runs: int, scale: float) -> None:
         ("4 processes", 4, place_order_processes),
     ]
     figures: dict[tuple[Mode, str], list[OrdersRun]] = {}
-    for _ in range(runs):
+    for index in range(runs):
         for label, count, way in ways:
-            for mode in MODES:
+            for mode in in_turn(MODES, index):
                 outcome = way(mode, count, scale)
                 figures.setdefault((mode, label), []).append(outcome)
                 print(
@@ -661,8 +670,8 @@ def measure_lag(runs: int, seconds: float) -> None:
         flush=True,
     )
     lags: dict[Mode, list[Lag]] = {mode: [] for mode in MODES}
-    for _ in range(runs):
-        for mode in MODES:
+    for index in range(runs):
+        for mode in in_turn(MODES, index):
             lag = lag_run(mode, seconds)
             lags[mode].append(lag)
             print(

@@ -67,7 +67,7 @@ MAX_RACES = 3
 # transaction (a writer mid-insert, another batch, anything in the cluster that wrote).
 HELD_BACK_WAIT_SECONDS = 10.0
 FIRST_HELD_BACK_PAUSE_SECONDS = 0.001
-MAX_HELD_BACK_PAUSE_SECONDS = 0.1
+MAX_HELD_BACK_PAUSE_SECONDS = 0.05
 
 PositionListener = Callable[[str, LogPosition], None]
 # What a tracking row said: its position and log position (None in a row tracked before
