@@ -13,9 +13,9 @@ watermark back for every live projection):
    CONCURRENTLY` (which holds no transaction id while it builds, unlike a plain CREATE
    INDEX that would stall every projection for as long), then ANALYZE.
 3. **catching_up**: the normal runner catches N+1 up with the events written meanwhile,
-   under N+1's own tracking row lock, while N keeps following and serving.
-4. **switching**: one transaction locks N's tracking row (N's runners wait: it stops
-   moving), lets N+1 reach N's position, locks N+1's row, renames the tables (N's take
+   under N+1's own lock, while N keeps following and serving.
+4. **switching**: one transaction takes N's lock (N's runners wait: it stops moving), lets
+   N+1 reach N's position, takes N+1's lock, renames the tables (N's take
    `_vN`, N+1's the stable names) and flips the active tracking row; it NOTIFYs N+1's
    position, so readers waiting for a position keep being answered, by the serving
    version only.
@@ -59,7 +59,7 @@ from projections.bulk_load import (
     LoadFailedError,
     folds_in_bulk,
 )
-from projections.locks import advisory_key
+from projections.locks import advisory_key, lock_version
 from projections.runner import Runner, notify_position
 from read_model import rebuilds as rows
 from read_model.rebuilds import Rebuild, RebuildRunningError
@@ -72,7 +72,6 @@ from read_model.tracking import (
     ensure_tracking,
     forget_version,
     get_tracking,
-    lock_tracking,
     start_version,
     switch_active,
     touch_tracking,
@@ -617,13 +616,16 @@ class _Job:
     def _switch_postgres(self) -> bool:
         timeout = self.runner.idle_timeout_seconds
         with self.engine.begin() as connection:
-            # N's runners wait on its tracking row from now on: N stands still.
-            old = lock_tracking(connection, self.name, self.old, idle_timeout_seconds=timeout)
+            # N's runners wait for its lock from now on, before touching a table: N stands
+            # still (and a batch of N that ran before would fail its compare-and-set).
+            lock_version(connection, self.name, self.old, idle_timeout_seconds=timeout)
+            old = get_tracking(connection, self.name, self.old)
             if old is None or not old.is_active:
                 return False
-            # Bring N+1 up to it (other connections, N+1's own row), then hold N+1 too.
+            # Bring N+1 up to it (other connections, N+1's own lock), then hold N+1 too.
             self._reach(_log_position(old))
-            new = lock_tracking(connection, self.name, self.version, idle_timeout_seconds=timeout)
+            lock_version(connection, self.name, self.version, idle_timeout_seconds=timeout)
+            new = get_tracking(connection, self.name, self.version)
             if new is None or _log_position(new) < _log_position(old):
                 return False
             self._make_serving(connection, new)

@@ -42,6 +42,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from projections.base import HandlerError, Projection
 from projections.event_log import EventLog, LogRead, event_log_for
 from projections.events import Positioned
+from projections.locks import lock_version
 from read_model.tracking import (
     FIRST_VERSION,
     LOG_START,
@@ -49,6 +50,7 @@ from read_model.tracking import (
     LogPosition,
     Tracking,
     advance,
+    advance_from,
     ensure_tracking,
     get_tracking,
     lock_tracking,
@@ -485,9 +487,16 @@ class Runner:
         version: int | None,
     ) -> BatchResult:
         """`_batch` on one connection: read the position, read the store, then lock,
-        apply, advance and NOTIFY in one transaction (on PostgreSQL the lock and the
-        position are one statement, so are the advance and the NOTIFY)."""
+        apply, advance and NOTIFY in one transaction.
+
+        On PostgreSQL the lock is an advisory one (no transaction id while waiting for it)
+        and the advance is a compare-and-set with the NOTIFY in the same statement: it
+        writes only if the tracking row still says what the batch started from, else the
+        batch is rolled back and read again. So the transaction holds an id (and with it
+        every projection's watermark) only from its first row written to its commit.
+        """
         name = projection.name
+        postgres = connection.dialect.name == "postgresql"
         start = self._pre_read(connection, name, version)
         read: LogRead | None = None
         for _ in range(MAX_RACES):
@@ -496,17 +505,19 @@ class Runner:
             if not read.events and read.end == start.log_position and not untracked_pair:
                 return self._unchanged(name, start, read)
             events = self._decode(start, read)
-            with connection.begin():
-                found = self._lock(connection, name, start.version)
-                won = not self._moved(start, found)
-                if won:
-                    target = self._bind(projection, start)
-                    self._apply(target, connection, events, start, read.end)
-                    notify = None
-                    if start.active:
-                        payload = notify_payload(name, read.end, read.passed, start.version)
-                        notify = (POSITIONS_CHANNEL, payload)
-                    advance(connection, name, start.version, read.passed, read.end, notify=notify)
+            found: Tracking | None = None
+            with connection.begin() as transaction:
+                if postgres:
+                    won = self._apply_and_advance(connection, projection, events, start, read)
+                    if not won:
+                        transaction.rollback()
+                else:
+                    found = self._lock(connection, name, start.version)
+                    won = not self._moved(start, found)
+                    if won:
+                        target = self._bind(projection, start)
+                        self._apply(target, connection, events, start, read.end)
+                        advance(connection, name, start.version, read.passed, read.end)
             if won:
                 return BatchResult(
                     name,
@@ -527,6 +538,36 @@ class Runner:
             start = self._after_race(name, found, version)
         assert read is not None
         return self._unchanged(name, start, read)
+
+    def _apply_and_advance(
+        self,
+        connection: Connection,
+        projection: Projection,
+        events: Sequence[Positioned],
+        start: _Start,
+        read: LogRead,
+    ) -> bool:
+        """PostgreSQL: lock, apply, and advance if nobody moved first (False: roll back)."""
+        name = projection.name
+        lock_version(
+            connection, name, start.version, idle_timeout_seconds=self.idle_timeout_seconds
+        )
+        if start.position == 0 and start.version == FIRST_VERSION and start.active:
+            ensure_tracking(connection, name)  # the first batch ever
+        self._apply(self._bind(projection, start), connection, events, start, read.end)
+        notify = None
+        if start.active:
+            notify = (POSITIONS_CHANNEL, notify_payload(name, read.end, read.passed, start.version))
+        return advance_from(
+            connection,
+            name,
+            start.version,
+            expected=start.tracked,
+            active=start.active,
+            position=read.passed,
+            log_position=read.end,
+            notify=notify,
+        )
 
     @staticmethod
     def _unchanged(name: str, start: _Start, read: LogRead) -> BatchResult:

@@ -250,6 +250,62 @@ def lock_tracking(
     return _tracking(row) if row else None
 
 
+def advance_from(
+    connection: Connection,
+    name: str,
+    version: int,
+    *,
+    expected: tuple[int, LogPosition | None],
+    active: bool,
+    position: int,
+    log_position: LogPosition,
+    notify: tuple[str, str] | None = None,
+) -> bool:
+    """Record a successful batch only if the row still says what the batch started from
+    (`expected`: position and log position) and the version still serves (`active`) or
+    not: compare-and-set, one statement with the NOTIFY. False (nothing written) when
+    another runner, or a switch, moved first: the caller rolls its batch back.
+
+    Under the version's lock only a switch can intervene; without it this alone would still
+    keep a batch from counting twice (the UPDATE waits for a concurrent one and re-checks).
+    """
+    expected_position, expected_log = expected
+    conditions = [
+        tracking.c.name == name,
+        tracking.c.version == version,
+        tracking.c.is_active.is_(active),
+        tracking.c.position == expected_position,
+    ]
+    if expected_log is None:
+        conditions += [tracking.c.log_tx_id.is_(None), tracking.c.log_event_id.is_(None)]
+    else:
+        conditions += [
+            tracking.c.log_tx_id == expected_log.tx_id,
+            tracking.c.log_event_id == expected_log.event_id,
+        ]
+    moved = (
+        update(tracking)
+        .where(*conditions)
+        .values(
+            position=position,
+            log_tx_id=log_position.tx_id,
+            log_event_id=log_position.event_id,
+            state=STATE_OK,
+            last_error=None,
+            error_position=None,
+            failed_at=None,
+            updated_at=datetime.now(UTC),
+        )
+    )
+    if notify is None or connection.dialect.name != "postgresql":
+        return bool(connection.execute(moved).rowcount)
+    channel, payload = notify
+    done = moved.returning(tracking.c.version).cte("moved")
+    return bool(
+        connection.execute(select(func.pg_notify(channel, payload)).select_from(done)).all()
+    )
+
+
 def advance(
     connection: Connection,
     name: str,

@@ -14,9 +14,9 @@ from adapters.celery_wakeups import (
     CATCH_UP_TASK,
     clear_wake_flag,
     redis_client,
+    release,
     start_catching_up,
-    wake_flag_key,
-    woken_meanwhile,
+    take_over,
 )
 from projections.runner import BatchResult, Runner
 from workers import runtime
@@ -44,57 +44,77 @@ TIME_LIMIT_SECONDS = 90
     soft_time_limit=SOFT_TIME_LIMIT_SECONDS,
     time_limit=TIME_LIMIT_SECONDS,
 )
-def catch_up(name: str | None = None) -> dict[str, Any]:
-    """Catch one projection (a commit's wake-up) or all (the beat backstop) up.
+def catch_up(names: list[str] | str | None = None) -> dict[str, Any]:
+    """Catch up the projections a commit woke (`names`), or all of them (the backstop).
 
     Safe to run anywhere, any number of times at once: each batch locks the projection's
-    tracking row, and a batch interrupted by a crash is rolled back and repeated. A
-    projection's task marks its wake-up flag `running` first, and catches up again at once
-    when a commit woke it meanwhile (`adapters.celery_wakeups`).
+    tracking row, and a batch interrupted by a crash is rolled back and repeated. A woken
+    task goes on in rounds while commits wake projections meanwhile, taking over those
+    queued for later tasks (`adapters.celery_wakeups`).
     """
     container = runtime.container()
     broker_url = container.settings.broker_url
     client = _flag_client(broker_url) if broker_url else None
     runner = container.projections.runner
     batch_size = container.settings.projection_batch_size
-    if name is None:
+    if names is None:
         if client is not None:
             clear_wake_flag(client)  # what tasks sent by older servers set
         results = runner.catch_up_many(
             runner.names, batch_size=batch_size, max_seconds=WORK_BUDGET_SECONDS
         )
+        lagging = [name for name, result in results.items() if _lagging(result)]
     else:
-        results = {name: _catch_up_one(runner, name, batch_size, client)}
+        wanted = [names] if isinstance(names, str) else list(names)
+        known = [name for name in wanted if name in runner.names]
+        results, lagging = _rounds(runner, known, batch_size, client)
     summary: dict[str, Any] = {}
-    lagging: list[str] = []
     for projection, result in results.items():
         summary[projection] = {"position": result.position, "applied": result.applied}
         if result.failed:
             summary[projection]["error"] = result.error
-        elif not result.caught_up:
-            lagging.append(projection)
     if lagging and container.projections.waker is not None:
         # Out of budget with work left: hand over to a fresh task rather than hog this one.
         container.projections.waker.wake(names=lagging)
     return summary
 
 
-def _catch_up_one(
-    runner: Runner, name: str, batch_size: int, client: redis.Redis | None
-) -> BatchResult:
-    """Catch `name` up, again while commits woke it meanwhile, within the work budget."""
+def _lagging(result: BatchResult) -> bool:
+    return not result.failed and not result.caught_up
+
+
+def _rounds(
+    runner: Runner, names: list[str], batch_size: int, client: redis.Redis | None
+) -> tuple[dict[str, BatchResult], list[str]]:
+    """Rounds of catch-ups: `names` first, then those woken meanwhile, within the budget.
+
+    The last result of each projection, and the projections left with work to do.
+    """
+    results: dict[str, BatchResult] = {}
     if client is not None:
-        start_catching_up(client, name)
+        start_catching_up(client, names)
     deadline = time.monotonic() + WORK_BUDGET_SECONDS
-    while True:
-        result = runner.catch_up_fully(
-            name, batch_size=batch_size, max_seconds=max(0.0, deadline - time.monotonic())
-        )
+    while names:
+        remaining = max(0.0, deadline - time.monotonic())
+        if len(names) == 1:
+            done = {
+                names[0]: runner.catch_up_fully(
+                    names[0], batch_size=batch_size, max_seconds=remaining
+                )
+            }
+        else:
+            done = runner.catch_up_many(names, batch_size=batch_size, max_seconds=remaining)
+        results.update(done)
         if client is None:
-            return result
-        if result.failed or not result.caught_up or time.monotonic() >= deadline:
-            # Leaving: the next commit enqueues a new task (a hand-over wakes one now).
-            client.delete(wake_flag_key(name))
-            return result
-        if not woken_meanwhile(client, name):
-            return result
+            return results, []
+        failed = {name for name, result in done.items() if result.failed}
+        lagging = [name for name, result in done.items() if _lagging(result)]
+        woken = take_over(client, runner.names, names)
+        if lagging or time.monotonic() >= deadline:
+            # Leaving with work to do: the caller hands it to a fresh task.
+            release(client, {*names, *woken})
+            return results, sorted({*lagging, *woken} - failed)
+        # A failing projection is retried by the next commit's task, not in a loop here.
+        release(client, failed & set(woken))
+        names = [name for name in woken if name not in failed]
+    return results, []
