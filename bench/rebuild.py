@@ -24,6 +24,7 @@ import argparse
 import itertools
 import os
 import random
+import resource
 import statistics
 import time
 from collections.abc import Iterator
@@ -59,16 +60,54 @@ def settings_for(url: str) -> Settings:
 # ---------------------------------------------------------------------------- set-up
 
 
-def store_registrations(url: str, events: int) -> None:
-    """`events` Book.Registered events, stored by COPY in chunks (one transaction each)."""
+def _book(n: int, rng: random.Random) -> Book:
+    return Book.register(
+        title=f"Bench title {n} {rng.random():.6f}",
+        author=rng.choice(AUTHORS),
+        isbn=random_isbn13(rng),
+        price=Decimal(rng.randrange(100, 10_000)) / 100,
+        stock=rng.randrange(0, 50),
+        category=rng.choice(CATEGORIES),
+    )
+
+
+def store_registrations(url: str, events: int, restocks_per_book: int = 0) -> None:
+    """`events` Book events, stored by COPY in chunks (one transaction each): a
+    registration per book, then (with `restocks_per_book`) rounds of one restock of each
+    book in a random order, so that later batches update rows earlier ones wrote."""
     rng = random.Random(3)
     container = bootstrap.build(settings_for(url))
     mapper = container.write_app.mapper
     metadata = {"correlation_id": "bench-rebuild", "actor_id": None}
+    books = events // (1 + restocks_per_book)
+    kept: list[Book] = []
+
+    def stored_events() -> Iterator[tuple[object, ...]]:
+        for n in range(books):
+            book = _book(n, rng)
+            if restocks_per_book:
+                kept.append(book)
+            yield from _stored(book)
+        for _ in range(restocks_per_book):
+            rng.shuffle(kept)
+            for book in kept:
+                book.restock(rng.randrange(1, 5))
+                yield from _stored(book)
+
+    def _stored(book: Book) -> Iterator[tuple[object, ...]]:
+        for event in book.collect_events():
+            object.__setattr__(event, "metadata", metadata)
+            stored = mapper.to_stored_event(event)
+            yield (stored.originator_id, stored.originator_version, stored.topic, stored.state)
+
     started = time.perf_counter()
     try:
         with psycopg.connect(url) as connection:
-            for start in range(0, events, STORE_CHUNK):
+            rows = stored_events()
+            while True:
+                chunk = list(itertools.islice(rows, STORE_CHUNK))
+                if not chunk:
+                    break
                 with (
                     connection.cursor() as cursor,
                     cursor.copy(
@@ -77,26 +116,8 @@ def store_registrations(url: str, events: int) -> None:
                     ) as copy,
                 ):
                     copy.set_types(["uuid", "int8", "text", "bytea"])
-                    for n in range(start, min(events, start + STORE_CHUNK)):
-                        book = Book.register(
-                            title=f"Bench title {n} {rng.random():.6f}",
-                            author=rng.choice(AUTHORS),
-                            isbn=random_isbn13(rng),
-                            price=Decimal(rng.randrange(100, 10_000)) / 100,
-                            stock=rng.randrange(0, 50),
-                            category=rng.choice(CATEGORIES),
-                        )
-                        (event,) = book.collect_events()
-                        object.__setattr__(event, "metadata", metadata)
-                        stored = mapper.to_stored_event(event)
-                        copy.write_row(
-                            (
-                                stored.originator_id,
-                                stored.originator_version,
-                                stored.topic,
-                                stored.state,
-                            )
-                        )
+                    for row in chunk:
+                        copy.write_row(row)
                 connection.commit()
     finally:
         container.close()
@@ -127,11 +148,53 @@ class Phases:
         }
 
 
+def _ticks(pid: int) -> tuple[int, int]:
+    """(own utime+stime, waited-for children's) of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def postgres_cpu_seconds(url: str) -> float | None:
+    """CPU time the whole PostgreSQL cluster has used so far (local clusters only): the
+    postmaster, its live children, and the children it has reaped."""
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+            row = connection.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        with open(f"/proc/{row[0]}/status") as status:
+            ppid = next(int(line.split()[1]) for line in status if line.startswith("PPid:"))
+        own, reaped = _ticks(ppid)
+        live = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                if int(fields[1]) == ppid:
+                    live += int(fields[11]) + int(fields[12])
+            except OSError:
+                continue
+        return (own + reaped + live) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, psycopg.Error):
+        return None
+
+
+def python_cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (fold workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 @dataclass(frozen=True)
 class RebuildRun:
     seconds: float
     events: int
     phases: dict[str, float]
+    python_cpu: float
+    postgres_cpu: float | None
 
     @property
     def events_per_second(self) -> float:
@@ -144,12 +207,25 @@ def rebuild_once(url: str, workers: int) -> RebuildRun:
         rebuilds = Rebuilds(
             container.projections.runner, RebuildOptions(workers=workers, pause_gc=True)
         )
+        python_before, postgres_before = python_cpu_seconds(), postgres_cpu_seconds(url)
         phases = Phases()
         rebuilds.request("book_listing", requested_by="bench")
         final = rebuilds.run("book_listing", observer=phases.observe)
         ended = time.perf_counter()
         assert final.state == "done", final
-        return RebuildRun(ended - phases.started, final.events_applied, phases.durations(ended))
+        postgres_after = postgres_cpu_seconds(url)
+        postgres = (
+            postgres_after - postgres_before
+            if postgres_after is not None and postgres_before is not None
+            else None
+        )
+        return RebuildRun(
+            ended - phases.started,
+            final.events_applied,
+            phases.durations(ended),
+            python_cpu_seconds() - python_before,
+            postgres,
+        )
     finally:
         container.close()
 
@@ -215,9 +291,12 @@ def rebuild_bench(events: int, runs: int, workers: int) -> None:
             results.append(result)
             beside = "an empty version" if run == 0 else "a serving version at the head"
             phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.phases.items())
+            cpu = f"CPU: Python {result.python_cpu:.1f} s"
+            if result.postgres_cpu is not None:
+                cpu += f", PostgreSQL {result.postgres_cpu:.1f} s (whole cluster)"
             print(
                 f"  run {run + 1} (beside {beside}): {result.seconds:.1f} s, "
-                f"{result.events_per_second:,.0f} events/s ({phases})",
+                f"{result.events_per_second:,.0f} events/s ({phases}; {cpu})",
                 flush=True,
             )
         copy_rate, rows = copy_baseline(url)
@@ -256,24 +335,31 @@ def catch_up_once(url: str) -> float:
 
 
 def catch_up_bench(events: int, runs: int) -> None:
-    print(f"# Catch-up of the follow path, {events:,} events (one per book), batches of 500")
-    with fresh_database("bench_rebuild_follow") as url:
-        bootstrap.migrate(settings_for(url))
-        store_registrations(url, events)
-        before: list[float] = []
-        after: list[float] = []
-        for _ in range(runs):
-            bootstrap.run_alembic_upgrade(url, "0004")
-            before.append(catch_up_once(url))
-            bootstrap.run_alembic_upgrade(url)
-            after.append(catch_up_once(url))
-    b, a = statistics.median(before), statistics.median(after)
+    print(f"# Catch-up of the follow path, {events:,} events, batches of 500")
     print()
-    print("| book_listing indexes | catch-up events/s (median of runs) | runs |")
-    print("|---|---|---|")
-    print(f"| twelve (revision 0004) | {b:,.0f} | {', '.join(f'{x:,.0f}' for x in before)} |")
-    print(f"| six (head) | {a:,.0f} | {', '.join(f'{x:,.0f}' for x in after)} |")
-    print(f"after / before: {a / b:.2f}")
+    print("| workload | book_listing indexes | catch-up events/s (median) | runs | after/before |")
+    print("|---|---|---|---|---|")
+    for label, restocks in (("one event per book", 0), ("a registration + 4 restocks", 4)):
+        with fresh_database("bench_rebuild_follow") as url:
+            bootstrap.migrate(settings_for(url))
+            store_registrations(url, events, restocks_per_book=restocks)
+            before: list[float] = []
+            after: list[float] = []
+            for _ in range(runs):
+                bootstrap.run_alembic_upgrade(url, "0004")
+                before.append(catch_up_once(url))
+                bootstrap.run_alembic_upgrade(url)
+                after.append(catch_up_once(url))
+        b, a = statistics.median(before), statistics.median(after)
+        print(
+            f"| {label} | twelve (revision 0004) | {b:,.0f} "
+            f"| {', '.join(f'{x:,.0f}' for x in before)} | |"
+        )
+        print(
+            f"| {label} | six (head) | {a:,.0f} "
+            f"| {', '.join(f'{x:,.0f}' for x in after)} | {a / b:.2f} |",
+            flush=True,
+        )
     print()
 
 
