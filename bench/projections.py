@@ -184,7 +184,7 @@ class NotifyRecorder:
         while not self._stopping.is_set():
             for notice in self._connection.notifies(timeout=0.2):
                 now = time.perf_counter()
-                name, _, position = notice.payload.rpartition(":")
+                name, *_, position = notice.payload.split(":")  # name:...:position
                 self.arrivals.setdefault(name, []).append((now, int(position)))
 
     def close(self) -> None:
