@@ -6,10 +6,13 @@ Each benchmark measures its own baseline in the same run and prints its figures 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from bench import auth, projections, write_model
 
-BENCHES = ("write_model", "projections", "auth")
+# Each of these is also runnable alone, with its own options: `python -m bench.<name> --help`.
+STANDALONE = ("gap_safe", "http_api", "book_import", "rebuild", "export", "book_listing_plans")
+BENCHES = ("write_model", "projections", "auth", *STANDALONE)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,6 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         print()
     if "auth" in args.only:
         auth.main([])
+    for name in STANDALONE:
+        if name in args.only:
+            print()
+            importlib.import_module(f"bench.{name}").main([])
 
 
 if __name__ == "__main__":
