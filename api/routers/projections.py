@@ -84,6 +84,7 @@ ProjectionName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,99}$", examples
                 403: "Only admins may rebuild projections",
                 404: "No projection of that name",
                 409: "A rebuild of this projection is running already",
+                422: "The name is not a projection name",
                 503: "The broker did not take the task (the rebuild waits, pending)",
             }
         ),
