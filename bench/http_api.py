@@ -113,6 +113,8 @@ def server_env(url: str) -> dict[str, str]:
         BOOKSTORE_PASSWORD_HASH_MEMORY_KIB="8192",
         BOOKSTORE_PASSWORD_HASH_PARALLELISM="1",
         BOOKSTORE_LOG_LEVEL="WARNING",
+        # 32 customers register from one address, the bench's.
+        BOOKSTORE_REGISTER_MAX_PER_ADDRESS="1000",
     )
     env.pop("BOOKSTORE_BROKER_URL", None)
     env.pop("BOOKSTORE_EVENT_STORE_URL", None)
