@@ -192,7 +192,7 @@ def test_reads_answer_throughout_a_rebuild_under_write_load_and_it_equals_a_fres
             assert not empty, empty[:10]
             # The reads overlapped the rebuild (how many depends on the machine's speed).
             assert during >= 1, pages
-            assert len(writer.added) > 10
+            assert writer.added  # commands went on during the rebuild
 
             # Read-your-writes still holds on the new version.
             created = client.post("/books", headers=admin.headers, json=book_create_body())
