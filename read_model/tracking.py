@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, delete, func, insert, select, true, update
+from sqlalchemy import Connection, Update, delete, func, insert, select, true, update
 
 from read_model.tables import projection_tracking as tracking
 from read_model.upserts import insert_missing
@@ -250,6 +250,32 @@ def lock_tracking(
     return _tracking(row) if row else None
 
 
+def _advanced(position: int, log_position: LogPosition) -> dict[str, Any]:
+    """The tracking row's values after a successful batch: new position, no error."""
+    return {
+        "position": position,
+        "log_tx_id": log_position.tx_id,
+        "log_event_id": log_position.event_id,
+        "state": STATE_OK,
+        "last_error": None,
+        "error_position": None,
+        "failed_at": None,
+        "updated_at": datetime.now(UTC),
+    }
+
+
+def _execute_advance(connection: Connection, moved: Update, notify: tuple[str, str] | None) -> bool:
+    """Run an advance; on PostgreSQL with `notify`, NOTIFY in the same statement, and only
+    if a row moved (delivered at commit). True when a row moved."""
+    if notify is None or connection.dialect.name != "postgresql":
+        return bool(connection.execute(moved).rowcount)
+    channel, payload = notify
+    done = moved.returning(tracking.c.version).cte("moved")
+    return bool(
+        connection.execute(select(func.pg_notify(channel, payload)).select_from(done)).all()
+    )
+
+
 def advance_from(
     connection: Connection,
     name: str,
@@ -283,27 +309,8 @@ def advance_from(
             tracking.c.log_tx_id == expected_log.tx_id,
             tracking.c.log_event_id == expected_log.event_id,
         ]
-    moved = (
-        update(tracking)
-        .where(*conditions)
-        .values(
-            position=position,
-            log_tx_id=log_position.tx_id,
-            log_event_id=log_position.event_id,
-            state=STATE_OK,
-            last_error=None,
-            error_position=None,
-            failed_at=None,
-            updated_at=datetime.now(UTC),
-        )
-    )
-    if notify is None or connection.dialect.name != "postgresql":
-        return bool(connection.execute(moved).rowcount)
-    channel, payload = notify
-    done = moved.returning(tracking.c.version).cte("moved")
-    return bool(
-        connection.execute(select(func.pg_notify(channel, payload)).select_from(done)).all()
-    )
+    moved = update(tracking).where(*conditions).values(**_advanced(position, log_position))
+    return _execute_advance(connection, moved, notify)
 
 
 def advance(
@@ -323,23 +330,9 @@ def advance(
     moved = (
         update(tracking)
         .where(tracking.c.name == name, tracking.c.version == version)
-        .values(
-            position=position,
-            log_tx_id=log_position.tx_id,
-            log_event_id=log_position.event_id,
-            state=STATE_OK,
-            last_error=None,
-            error_position=None,
-            failed_at=None,
-            updated_at=datetime.now(UTC),
-        )
+        .values(**_advanced(position, log_position))
     )
-    if notify is None or connection.dialect.name != "postgresql":
-        connection.execute(moved)
-        return
-    channel, payload = notify
-    done = moved.returning(tracking.c.version).cte("moved")
-    connection.execute(select(func.pg_notify(channel, payload)).select_from(done))
+    _execute_advance(connection, moved, notify)
 
 
 def record_failure(
