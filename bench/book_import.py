@@ -29,9 +29,7 @@ import argparse
 import contextlib
 import csv
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,7 +42,7 @@ import httpx
 import psycopg
 import redis
 
-from bench.common import fresh_database
+from bench.common import BIN, free_port, fresh_database, running, server_env
 from bookstore import bootstrap
 from bookstore.demo_catalogue import demo_books
 from bookstore.settings import Settings
@@ -54,8 +52,6 @@ from write_model.key_index import KeyIndex
 from write_model.values import Role
 
 SAVE_BATCH = 500
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 COLUMNS = ("title", "author", "isbn", "price", "stock", "category")
 PASSWORD = "bench password 1234"
 REDIS_URL = os.environ.get("BOOKSTORE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -125,25 +121,6 @@ def _typed(row: dict[str, str]) -> dict[str, Any]:
     return {**row, "stock": int(row["stock"])}
 
 
-def server_env(url: str, *, embedded: bool) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        BOOKSTORE_DATABASE_URL=url,
-        BOOKSTORE_ENV="development",
-        BOOKSTORE_SECRET_KEY="bench-secret-key-0123456789abcdef0123456789",
-        BOOKSTORE_PASSWORD_HASH_TIME_COST="1",
-        BOOKSTORE_PASSWORD_HASH_MEMORY_KIB="8192",
-        BOOKSTORE_PASSWORD_HASH_PARALLELISM="1",
-        BOOKSTORE_LOG_LEVEL="WARNING",
-    )
-    env.pop("BOOKSTORE_EVENT_STORE_URL", None)
-    if embedded:
-        env.pop("BOOKSTORE_BROKER_URL", None)
-    else:
-        env["BOOKSTORE_BROKER_URL"] = REDIS_URL
-    return env
-
-
 def make_staff(url: str) -> str:
     """A staff member, made through the write model; their email."""
     settings = Settings(
@@ -166,36 +143,15 @@ def make_staff(url: str) -> str:
     return email
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """`bookstore serve` (one process), its base URL and pid."""
     port = free_port()
     command = [str(BIN / "bookstore"), "serve", "--port", str(port), "--workers", "1"]
     command.append("--no-auto-migrate")
-    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("the server did not come up")
-            time.sleep(0.2)
-        yield base, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with running(command, env, base + "/health") as pid:
+        yield base, pid
 
 
 def rss_mib(pid: int) -> float:
@@ -333,7 +289,10 @@ def main(argv: list[str] | None = None) -> None:
         email = make_staff(url)
         flush_broker()
         try:
-            with server(server_env(url, embedded=args.embedded)) as (base, pid):
+            with server(server_env(url, broker_url=None if args.embedded else REDIS_URL)) as (
+                base,
+                pid,
+            ):
                 token = login(base, email)
                 first = post_file(base, token, small_file, pid, small)
                 with profiled(pid, args.profile):

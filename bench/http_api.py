@@ -23,10 +23,8 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,15 +36,13 @@ import httpx
 import psycopg
 
 from adapters.engines import event_store_env
-from bench.common import fresh_database
+from bench.common import BIN, free_port, fresh_database, running, server_env
 from bench.write_model import Baseline, Thing, timed_threads
 from bookstore.demo_catalogue import demo_books
 from write_model.application import Bookstore
 from write_model.book import Book
 from write_model.key_index import KeyIndex
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 CONNECTIONS = 32
 WORKERS = 2
 SAVE_BATCH = 500
@@ -69,12 +65,6 @@ def ensure_wrk() -> str:
     print("installing wrk (Debian package) ...", flush=True)
     subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True)
     return shutil.which("wrk") or "wrk"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ms(text: str) -> float:
@@ -100,25 +90,6 @@ def wrk(url: str, *, seconds: int, script: Path | None = None, threads: int = 2)
 
 
 # ------------------------------------------------------------------ set-up
-
-
-def server_env(url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        BOOKSTORE_DATABASE_URL=url,
-        BOOKSTORE_ENV="development",
-        BOOKSTORE_SECRET_KEY="bench-secret-key-0123456789abcdef0123456789",
-        # Registration is not what is measured here; production cost is in bench.auth.
-        BOOKSTORE_PASSWORD_HASH_TIME_COST="1",
-        BOOKSTORE_PASSWORD_HASH_MEMORY_KIB="8192",
-        BOOKSTORE_PASSWORD_HASH_PARALLELISM="1",
-        BOOKSTORE_LOG_LEVEL="WARNING",
-        # 32 customers register from one address, the bench's.
-        BOOKSTORE_REGISTER_MAX_PER_ADDRESS="1000",
-    )
-    env.pop("BOOKSTORE_BROKER_URL", None)
-    env.pop("BOOKSTORE_EVENT_STORE_URL", None)
-    return env
 
 
 def load_catalogue(url: str, count: int) -> None:
@@ -149,34 +120,16 @@ def run_cli(env: dict[str, str], *args: str) -> None:
     subprocess.run([str(BIN / "bookstore"), *args], env=env, check=True, capture_output=True)
 
 
-def wait_until_up(base: str, path: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(base + path, timeout=1).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{base} did not come up")
-
-
 @contextlib.contextmanager
-def process(command: list[str], env: dict[str, str], base: str, probe: str) -> Iterator[str]:
-    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        wait_until_up(base, probe)
+def _serving(command: list[str], env: dict[str, str], base: str, probe: str) -> Iterator[str]:
+    with running(command, env, base + probe):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def serve(env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
     port = free_port()
     command = [str(BIN / "bookstore"), "serve", "--port", str(port), "--workers", str(WORKERS)]
-    return process(command, env, f"http://127.0.0.1:{port}", "/health")
+    return _serving(command, env, f"http://127.0.0.1:{port}", "/health")
 
 
 def serve_bare(url: str, probe: str) -> contextlib.AbstractContextManager[str]:
@@ -184,7 +137,7 @@ def serve_bare(url: str, probe: str) -> contextlib.AbstractContextManager[str]:
     env = dict(os.environ, BENCH_DATABASE_URL=url)
     command = [str(BIN / "uvicorn"), "bench.bare_app:app", "--port", str(port)]
     command += ["--workers", str(WORKERS), "--log-level", "warning", "--no-access-log"]
-    return process(command, env, f"http://127.0.0.1:{port}", probe)
+    return _serving(command, env, f"http://127.0.0.1:{port}", probe)
 
 
 def customers(base: str, count: int) -> list[str]:
@@ -287,7 +240,8 @@ def library_saves_per_second(url: str, threads: int, per_thread: int) -> float:
 def one_run(books: int, seconds: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     with fresh_database("bench_http") as url:
-        env = server_env(url)
+        # 32 customers register from one address, the bench's.
+        env = server_env(url, BOOKSTORE_REGISTER_MAX_PER_ADDRESS="1000")
         run_cli(env, "migrate")
         started = time.perf_counter()
         load_catalogue(url, books)
