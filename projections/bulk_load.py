@@ -169,11 +169,13 @@ class LogScan:
                 (0, n.id, _uuid(n.originator_id), n.originator_version, n.topic, n.state)
                 for n in found
             ]
+        # Every name qualified: an unqualified `ORDER BY tx_id` names the output column (the
+        # int8 cast), which no index serves: each batch then sorted the whole log (0.5 s).
         statement = SQL(
-            "COPY (SELECT tx_id::text::int8, notification_id, originator_id, originator_version,"
-            " topic, state FROM {events}"
-            " WHERE (tx_id, notification_id) > ({tx}::xid8, {id}) AND tx_id < {w}::xid8"
-            " AND topic = ANY({topics}) ORDER BY tx_id, notification_id LIMIT {limit})"
+            "COPY (SELECT e.tx_id::text::int8, e.notification_id, e.originator_id,"
+            " e.originator_version, e.topic, e.state FROM {events} e"
+            " WHERE (e.tx_id, e.notification_id) > ({tx}::xid8, {id}) AND e.tx_id < {w}::xid8"
+            " AND e.topic = ANY({topics}) ORDER BY e.tx_id, e.notification_id LIMIT {limit})"
             " TO STDOUT (FORMAT BINARY)"
         ).format(
             events=self._table(),

@@ -415,11 +415,14 @@ SELECT (SELECT max(notification_id) FROM {events}) AS head,
         ORDER BY tx_id, notification_id LIMIT 1) IS NOT NULL AS held_back
 """)
 
+# Qualified: an unqualified `ORDER BY tx_id` names the output column (tx_id as text), which
+# sorts as text ('10' before '9') and sorts the whole table instead of reading the index.
 _FIRST_AFTER = SQL("""
-SELECT tx_id::text AS tx_id, notification_id, originator_id, originator_version, topic, state
-FROM {events}
-WHERE (tx_id, notification_id) > (%(tx)s::xid8, %(id)s)
-ORDER BY tx_id, notification_id
+SELECT e.tx_id::text AS tx_id, e.notification_id, e.originator_id, e.originator_version,
+       e.topic, e.state
+FROM {events} e
+WHERE (e.tx_id, e.notification_id) > (%(tx)s::xid8, %(id)s)
+ORDER BY e.tx_id, e.notification_id
 LIMIT 1
 """)
 
