@@ -310,7 +310,7 @@ class Bookstore(EventSourcedApp):
         return self._find(Cart, cart_id_for(user_id))
 
     def _books_of(self, book_ids: Iterable[UUID]) -> dict[UUID, Book]:
-        return {b: self._get(Book, b, "Book") for b in book_ids}
+        return self._get_many(Book, book_ids, "Book")
 
     def view_cart(self, user_id: UUID) -> CartView:
         """The cart with current prices and availability, read from the write model."""

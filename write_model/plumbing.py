@@ -12,19 +12,20 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Concatenate, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.utils import Environment, EnvType, strtobool
 
 from write_model.context import CommandContext
 from write_model.errors import ConcurrencyError, DomainError, NotFoundError
 from write_model.ids import key_id
 from write_model.key_index import KeyIndex
+from write_model.repository import BatchingRepository, project_events
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,27 @@ class EventSourcedApp(Application[UUID]):
         merged.update(env or {})
         return Environment(name, merged)
 
+    def construct_repository(self) -> BatchingRepository:
+        """The library's repository, configured as the library would, that also loads
+        several aggregates (a cart's books) and cold ones in fewer round trips."""
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return BatchingRepository(
+            event_store=self.events,
+            snapshot_store=self.snapshots,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=strtobool(self.env.get(self.AGGREGATE_CACHE_FASTFORWARD, "y")),
+            fastforward_skipping=strtobool(
+                self.env.get(self.AGGREGATE_CACHE_FASTFORWARD_SKIPPING, "n")
+            ),
+            deepcopy_from_cache=strtobool(self.env.get(self.DEEPCOPY_FROM_AGGREGATE_CACHE, "y")),
+        )
+
+    @property
+    def batching_repository(self) -> BatchingRepository:
+        repository = self.repository
+        assert isinstance(repository, BatchingRepository)
+        return repository
+
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""
         return self.recorder.max_notification_id() or 0
@@ -178,10 +200,19 @@ class EventSourcedApp(Application[UUID]):
     def _find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate of that id and type, or None (an id of another type is not it)."""
         try:
-            aggregate: Aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id, projector_func=project_events)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, cls) else None
+
+    def _get_many(self, cls: type[A], aggregate_ids: Iterable[UUID], what: str) -> dict[UUID, A]:
+        """Like `_get` for each id, loaded together (one round trip for the cached ones)."""
+        ids = list(aggregate_ids)
+        found = self.batching_repository.get_many(ids)
+        for aggregate_id in ids:
+            if not isinstance(found.get(aggregate_id), cls):
+                raise NotFoundError(f"{what} {aggregate_id} not found")
+        return cast(dict[UUID, A], {i: found[i] for i in ids})
 
     def _get(self, cls: type[A], aggregate_id: UUID, what: str) -> A:
         """Like `_find`, but a missing aggregate is the domain's `NotFoundError`."""
