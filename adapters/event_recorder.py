@@ -13,9 +13,11 @@ again on every call, dict rows, and dumping each event as a composite value in P
 This recorder therefore:
 
 - keeps its statements as fixed strings and reads rows as tuples;
-- inserts a save's events as four plain arrays, which psycopg dumps in C. The lock-free
-  path still calls the library's `es_insert_events_uuid` function (its NOTIFY, its lock
-  timeout); the locked path still takes the table lock and notifies first;
+- inserts a save's events as four plain arrays (uuid, bigint, text, bytea), each value
+  dumped by psycopg's built-in dumpers, rather than as an array of the library's composite
+  type rendered field by field in Python. The lock-free path still calls the library's
+  `es_insert_events_uuid` function (its NOTIFY, its lock timeout); the locked path still
+  takes the table lock and notifies first;
 - gives the write model's repository (`write_model/repository.py`) two reads that save
   round trips: the newer events of several cached aggregates in one statement, and an
   aggregate's latest snapshot with the events after it in one statement.

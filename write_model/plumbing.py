@@ -13,12 +13,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate, DomainEventProtocol, MutableOrImmutableAggregate
+from eventsourcing.persistence import IntegrityError, Recording
 from eventsourcing.utils import Environment, EnvType, strtobool
 
 from write_model.context import CommandContext
@@ -161,6 +161,28 @@ class EventSourcedApp(Application[UUID]):
         repository = self.repository
         assert isinstance(repository, BatchingRepository)
         return repository
+
+    def save(
+        self,
+        *objs: MutableOrImmutableAggregate[UUID] | DomainEventProtocol[UUID] | None,
+        **kwargs: Any,
+    ) -> list[Recording[UUID]]:
+        """The library's `save`, collecting pending events without its two runtime-Protocol
+        `isinstance` checks per object (slow checks, a few percent of a command's CPU):
+        everything this application saves is an `Aggregate` or one of its events."""
+        aggregates = [obj for obj in objs if isinstance(obj, Aggregate)]
+        if len(aggregates) != sum(obj is not None for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in aggregates:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # the library's deprecated hook, as it calls it
+        return recordings
 
     def head(self) -> int:
         """The position of the newest event in the store (0 when empty)."""
