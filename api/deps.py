@@ -12,14 +12,15 @@ logged-out user loses rights with their very next request, whatever token they h
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
 
 from adapters.login_throttle import LoginThrottle
 from adapters.mail_outbox import MailOutbox
@@ -31,6 +32,7 @@ from api.security.tokens import InvalidTokenError, TokenCodec
 from bookstore.bootstrap import Container
 from bookstore.projection_runtime import ProjectionServices
 from bookstore.settings import Settings
+from read_model.positioned_cache import ListingCache
 from write_model.application import Bookstore
 from write_model.context import CommandContext
 from write_model.errors import NotFoundError
@@ -48,12 +50,12 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
 
-def get_token_codec(request: Request) -> TokenCodec:
+async def get_token_codec(request: Request) -> TokenCodec:
     codec: TokenCodec = request.app.state.token_codec
     return codec
 
@@ -62,41 +64,49 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 TokenCodecDep = Annotated[TokenCodec, Depends(get_token_codec)]
 
 
-def get_write_app(container: ContainerDep) -> Bookstore:
+async def get_write_app(container: ContainerDep) -> Bookstore:
     return container.write_app
 
 
-def get_hasher(container: ContainerDep) -> PasswordHasher:
+async def get_hasher(container: ContainerDep) -> PasswordHasher:
     return container.hasher
 
 
-def get_settings_of_app(container: ContainerDep) -> Settings:
+async def get_settings_of_app(container: ContainerDep) -> Settings:
     return container.settings
 
 
-def get_refresh_tokens(container: ContainerDep) -> RefreshTokenStore:
+async def get_refresh_tokens(container: ContainerDep) -> RefreshTokenStore:
     return container.auth.refresh_tokens
 
 
-def get_reset_tokens(container: ContainerDep) -> ResetTokenStore:
+async def get_reset_tokens(container: ContainerDep) -> ResetTokenStore:
     return container.auth.reset_tokens
 
 
-def get_outbox(container: ContainerDep) -> MailOutbox:
+async def get_outbox(container: ContainerDep) -> MailOutbox:
     return container.auth.outbox
 
 
-def get_login_throttle(container: ContainerDep) -> LoginThrottle:
+async def get_login_throttle(container: ContainerDep) -> LoginThrottle:
     return container.auth.throttle
 
 
-def get_projections(container: ContainerDep) -> ProjectionServices:
+async def get_projections(container: ContainerDep) -> ProjectionServices:
     return container.projections
 
 
-def get_mail_waker(container: ContainerDep) -> Callable[[], None]:
+async def get_book_pages(container: ContainerDep) -> ListingCache:
+    return container.book_pages
+
+
+async def get_mail_waker(container: ContainerDep) -> Callable[[], None]:
     """What to call after queueing mail, so it goes out soon (the drainer also polls)."""
     return container.wake_mail
+
+
+async def get_read_engine(container: ContainerDep) -> Engine:
+    return container.read_engine
 
 
 def read_connection(container: ContainerDep) -> Iterator[Connection]:
@@ -115,6 +125,8 @@ Throttle = Annotated[LoginThrottle, Depends(get_login_throttle)]
 MailWaker = Annotated[Callable[[], None], Depends(get_mail_waker)]
 Projections = Annotated[ProjectionServices, Depends(get_projections)]
 ReadConnection = Annotated[Connection, Depends(read_connection)]
+ReadEngine = Annotated[Engine, Depends(get_read_engine)]
+BookPages = Annotated[ListingCache, Depends(get_book_pages)]
 
 
 def current_user(
@@ -180,7 +192,7 @@ POSITION_PATTERN = r"^[0-9]{1,18}$"
 _NON_NEGATIVE_INT = re.compile(POSITION_PATTERN)
 
 
-def min_event_position(
+async def min_event_position(
     x_min_event_position: Annotated[
         str | None,
         Header(
@@ -216,7 +228,7 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers or (length is not None and length != "0")
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """415 for a body that is not JSON, instead of FastAPI reading it as a string.
 
     Without this, a form or text body reaches validation as a string and fails with
@@ -271,4 +283,20 @@ def projection_caught_up(projection: str) -> Callable[..., int]:
         return caught_up_position(projections, projection, wanted)
 
     wait.__name__ = f"{projection}_caught_up"
+    return wait
+
+
+def projection_waited(projection: str) -> Callable[..., Awaitable[None]]:
+    """A dependency: wait for the client's `X-Min-Event-Position` on `projection`, for a
+    route that reads the position itself, with its rows (in one snapshot).
+
+    Async, so a read that asks for no position costs no trip through the thread pool;
+    the wait itself (blocking) goes there.
+    """
+
+    async def wait(projections: Projections, wanted: MinEventPosition) -> None:
+        if wanted is not None:
+            await run_in_threadpool(caught_up_position, projections, projection, wanted)
+
+    wait.__name__ = f"{projection}_waited"
     return wait

@@ -21,6 +21,7 @@ from adapters.smtp_mail import OutboxDrainer
 from bookstore.projection_runtime import ProjectionServices
 from bookstore.settings import Settings, get_settings
 from projections.status import ProjectionStatus
+from read_model.positioned_cache import ListingCache
 from write_model.application import Bookstore
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class Container:
     projections: ProjectionServices = field(init=False, repr=False)
     auth: AuthStore = field(init=False, repr=False)
     mail: OutboxDrainer = field(init=False, repr=False)
+    book_pages: ListingCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # The runner, the position waiter, and the commit hook that wakes them.
@@ -99,6 +101,7 @@ class Container:
         # Sessions, reset tokens, the outbox and the login throttle: secrets kept beside
         # the event store, in its database.
         self.auth = build_auth_store(self.settings, self.write_engine)
+        self.book_pages = ListingCache(self.settings.listing_cache_entries)
         self.mail = OutboxDrainer(
             self.auth.outbox,
             smtp_url=self.settings.smtp_url,

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         description="idle_in_transaction_session_timeout of a catch-up transaction "
         "(the server's default may kill a slow batch half way).",
     )
+    listing_cache_entries: int = Field(
+        default=4096,
+        ge=0,
+        description="Pages of GET /books (and their totals) each server process keeps while "
+        "book_listing stands still; 0 reads every page afresh.",
+    )
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -8,10 +8,12 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Connection, Select, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, func, or_, select, true
 
 from read_model.pages import Page, fetch_page
+from read_model.positioned_cache import Stamp
 from read_model.tables import book_listing as books
+from read_model.tracking import serving_stamp_query
 from read_model.values import from_cents, like_pattern, to_cents, utc
 
 
@@ -25,6 +27,15 @@ class BookSort(StrEnum):
     CREATED_AT = "created_at"
     CREATED_AT_DESC = "-created_at"
 
+
+_SORT_COLUMNS: dict[BookSort, ColumnElement[Any]] = {
+    BookSort.TITLE: books.c.title_lower,
+    BookSort.TITLE_DESC: books.c.title_lower,
+    BookSort.PRICE: books.c.price_cents,
+    BookSort.PRICE_DESC: books.c.price_cents,
+    BookSort.CREATED_AT: books.c.created_at,
+    BookSort.CREATED_AT_DESC: books.c.created_at,
+}
 
 _SORT_KEYS: dict[BookSort, ColumnElement[Any]] = {
     # Titles sort alphabetically whatever their case.
@@ -123,3 +134,65 @@ def get_book(connection: Connection, book_id: UUID) -> dict[str, Any] | None:
     """One live book with its aggregate version, or None (never registered, or removed)."""
     row = connection.execute(select(*_COLUMNS).where(books.c.id == book_id)).first()
     return _book(row) if row else None
+
+
+@dataclass(frozen=True)
+class ListingRead:
+    """One page of `GET /books` and the state of `book_listing` it was read from.
+
+    `total` is None when the caller did not ask for the count; `stamp` is None while the
+    projection is not tracked yet (then nothing may be kept against it).
+    """
+
+    stamp: Stamp | None
+    items: list[dict[str, Any]]
+    total: int | None
+
+
+def read_listing(
+    connection: Connection,
+    tracked_as: str,
+    filters: BookFilters,
+    sort: BookSort | str,
+    *,
+    limit: int,
+    offset: int,
+    count: bool,
+) -> ListingRead:
+    """A page of live books, their count if asked, and the projection's serving stamp,
+    all from one statement, so from one snapshot, in one round trip.
+
+    The stamp row is joined to the page (a left join: an empty page still brings the
+    stamp) and, if asked, to the count as a scalar subquery; the same snapshot is what
+    lets a caller keep the result against the stamp (`PositionedCache`). Before the
+    projection's first tracking row there is no stamp to read it with: a plain read.
+    """
+    sort = BookSort(sort)
+    if limit < 1 or offset < 0:
+        msg = f"limit must be >= 1 and offset >= 0 (got limit={limit}, offset={offset})"
+        raise ValueError(msg)
+    matching = _filtered(select(*_COLUMNS, _SORT_COLUMNS[sort].label("sort_key")), filters)
+    page = (
+        matching.order_by(_SORT_KEYS[sort], books.c.id.asc()).limit(limit).offset(offset)
+    ).subquery("page")
+    stamp = serving_stamp_query(tracked_as).subquery("stamp")
+    columns: list[Any] = [stamp.c.version.label("stamp_version"), stamp.c.position]
+    if count:
+        counted = _filtered(select(func.count()).select_from(books), filters)
+        columns.append(counted.scalar_subquery().label("total"))
+    key = page.c.sort_key.desc() if sort.value.startswith("-") else page.c.sort_key.asc()
+    query = (
+        select(*columns, *(page.c[column.name] for column in _COLUMNS))
+        .select_from(stamp.outerjoin(page, true()))
+        .order_by(key, page.c.id.asc())
+    )
+    rows = connection.execute(query).all()
+    if not rows:  # not tracked yet
+        plain = list_books(connection, filters, sort, limit=limit, offset=offset)
+        return ListingRead(None, plain.items, plain.total if count else None)
+    first = rows[0]
+    return ListingRead(
+        stamp=Stamp(int(first.stamp_version), int(first.position)),
+        items=[_book(row) for row in rows if row.id is not None],
+        total=int(first.total) if count else None,
+    )

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Update, delete, func, insert, select, true, update
+from sqlalchemy import Connection, Select, Update, delete, func, insert, select, true, update
 
+from read_model.positioned_cache import Stamp
 from read_model.tables import projection_tracking as tracking
 from read_model.upserts import insert_missing
 from read_model.values import utc
@@ -194,6 +195,19 @@ def projection_position(connection: Connection, name: str) -> int:
         select(tracking.c.position).where(tracking.c.name == name, tracking.c.is_active.is_(True))
     ).scalar_one_or_none()
     return int(found or 0)
+
+
+def serving_stamp_query(name: str) -> Select[Any]:
+    """The serving version of `name` and its position, as one row (none before tracking)."""
+    return select(tracking.c.version, tracking.c.position).where(
+        tracking.c.name == name, tracking.c.is_active.is_(True)
+    )
+
+
+def serving_stamp(connection: Connection, name: str) -> Stamp | None:
+    """Which state of `name`'s rows a read now sees (None when it is not tracked yet)."""
+    row = connection.execute(serving_stamp_query(name)).first()
+    return Stamp(int(row.version), int(row.position)) if row else None
 
 
 def projection_progress(connection: Connection, name: str) -> tuple[int, LogPosition | None]:

@@ -24,19 +24,23 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Connection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.event_history import RecordedEvent, recorded_events
 from api.deps import (
     PROJECTION_WAIT_SECONDS,
     AdminUser,
+    BookPages,
     JsonBody,
     Projections,
     ReadConnection,
+    ReadEngine,
     StaffUser,
     WriteApp,
     command_context,
     projection_caught_up,
+    projection_waited,
 )
 from api.etags import etag, parse_if_match
 from api.exact_json import ExactJsonRoute
@@ -52,9 +56,10 @@ from api.schemas.books import (
 )
 from api.schemas.money import money_text
 from api.schemas.users import MAX_OFFSET, NO_CONTROL_CHARACTERS
-from read_model.books import BookFilters, BookSort
+from read_model.books import BookFilters, BookSort, read_listing
 from read_model.books import get_book as listed_book
-from read_model.books import list_books as listed_books
+from read_model.positioned_cache import ListingCache
+from read_model.tracking import serving_stamp
 from write_model.application import Bookstore
 from write_model.book import AUTHOR_MAX, CATEGORY_MAX, TITLE_MAX, Book
 from write_model.errors import DuplicateKeyError, NotFoundError
@@ -116,6 +121,7 @@ _EVENT_BOOKKEEPING = frozenset(
 )
 
 BookPosition = Annotated[int, Depends(projection_caught_up(BOOK_LISTING))]
+BookWaited = Annotated[None, Depends(projection_waited(BOOK_LISTING))]
 Text = Annotated[str | None, Query(pattern=NO_CONTROL_CHARACTERS)]
 
 
@@ -154,9 +160,9 @@ def _not_found(book_id: UUID) -> ProblemError:
 )
 def list_books(
     *,
-    response: Response,
-    position: BookPosition,
-    connection: ReadConnection,
+    _: BookWaited,
+    engine: ReadEngine,
+    cache: BookPages,
     q: Annotated[Text, Query(max_length=TITLE_MAX)] = None,
     author: Annotated[Text, Query(max_length=AUTHOR_MAX)] = None,
     category: Annotated[Text, Query(max_length=CATEGORY_MAX)] = None,
@@ -166,7 +172,13 @@ def list_books(
     sort: BookSort = BookSort.TITLE,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-) -> BookPage:
+) -> Response:
+    """The page, its total and `X-Projection-Position`, all of one snapshot.
+
+    A page asked for again while `book_listing` has not moved is served as it was sent
+    (`ListingCache`: the same stamp means the same rows), and a filter's total is counted
+    once per stamp, not once per page: the exact count is the dearest part of the read.
+    """
     if min_price is not None and max_price is not None and min_price > max_price:
         raise _query_error("min_price", "must not be above max_price")
     filters = BookFilters(
@@ -177,13 +189,59 @@ def list_books(
         max_price=max_price,
         in_stock=in_stock,
     )
-    page = listed_books(connection, filters, sort, limit=limit, offset=offset)
-    response.headers["X-Projection-Position"] = str(position)
-    return BookPage(
-        items=[BookPublic.of_row(row) for row in page.items],
-        total=page.total,
-        limit=page.limit,
-        offset=page.offset,
+    with engine.connect() as connection:
+        return _listing_page(connection, cache, filters, sort, limit=limit, offset=offset)
+
+
+def _listing_page(
+    connection: Connection,
+    cache: ListingCache,
+    filters: BookFilters,
+    sort: BookSort,
+    *,
+    limit: int,
+    offset: int,
+) -> Response:
+    key = (filters, sort, limit, offset)
+    stamp = None
+    if cache.enabled and (cache.pages.has(key) or cache.totals.has(filters)):
+        stamp = serving_stamp(connection, BOOK_LISTING)
+    if stamp is not None and (body := cache.pages.get(key, stamp)) is not None:
+        return _page_response(body, stamp.position)
+    known_total = cache.totals.get(filters, stamp) if stamp is not None else None
+    read = read_listing(
+        connection, BOOK_LISTING, filters, sort, limit=limit, offset=offset,
+        count=known_total is None,
+    )  # fmt: skip
+    if read.total is None and read.stamp != stamp:  # moved since: count at the page's stamp
+        read = read_listing(
+            connection, BOOK_LISTING, filters, sort, limit=limit, offset=offset, count=True
+        )
+    total = read.total if read.total is not None else known_total
+    assert total is not None  # counted unless known at the page's very stamp
+    body = (
+        BookPage(
+            items=[BookPublic.of_row(row) for row in read.items],
+            total=total,
+            limit=limit,
+            offset=offset,
+        )
+        .model_dump_json()
+        .encode()
+    )
+    if read.stamp is None:
+        return _page_response(body, 0)
+    if cache.enabled:
+        cache.pages.put(key, read.stamp, body)
+        cache.totals.put(filters, read.stamp, total)
+    return _page_response(body, read.stamp.position)
+
+
+def _page_response(body: bytes, position: int) -> Response:
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"X-Projection-Position": str(position)},
     )
 
 
