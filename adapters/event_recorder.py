@@ -13,11 +13,11 @@ again on every call, dict rows, and dumping each event as a composite value in P
 This recorder therefore:
 
 - keeps its statements as fixed strings and reads rows as tuples;
-- inserts a save's events as four plain arrays (uuid, bigint, text, bytea), each value
-  dumped by psycopg's built-in dumpers, rather than as an array of the library's composite
-  type rendered field by field in Python. The lock-free path still calls the library's
-  `es_insert_events_uuid` function (its NOTIFY, its lock timeout); the locked path still
-  takes the table lock and notifies first;
+- inserts a command's events (a handful) as one row of four scalar parameters each,
+  dumped by psycopg's C dumpers, rather than as an array of the library's composite type
+  rendered field by field in Python (bigger saves: four plain arrays). The lock-free path
+  still calls the library's `es_insert_events_uuid` function (its NOTIFY, its lock
+  timeout); the locked path still takes the table lock and notifies first;
 - gives the write model's repository (`write_model/repository.py`) two reads that save
   round trips: the newer events of several cached aggregates in one statement, and an
   aggregate's latest snapshot with the events after it in one statement.
@@ -47,6 +47,11 @@ from psycopg.sql import SQL, Identifier
 
 from adapters.engines import EVENT_STORE_STATEMENT_TIMEOUT_SECONDS
 
+COLUMNS = "originator_id, originator_version, topic, state"
+# One event of a save as four scalar parameters; saves of up to this many events are sent
+# that way (a command's save is a handful), bigger ones as four arrays.
+SCALAR_ROW = "(%s::uuid, %s::bigint, %s::text, %s::bytea)"
+MAX_ROWS_INLINE = 32
 # A save's events as four arrays, in event order (ORDINALITY keeps that order explicit).
 UNNESTED = (
     "unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
@@ -63,7 +68,14 @@ def _stored(rows: Sequence[TupleRow]) -> list[StoredEvent]:
     ]
 
 
-def _arrays(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+def _params(stored_events: Sequence[StoredEvent]) -> Sequence[Any]:
+    """Four scalars an event (`SCALAR_ROW` each), or the four arrays of `UNNESTED`."""
+    if len(stored_events) <= MAX_ROWS_INLINE:
+        return [
+            value
+            for e in stored_events
+            for value in (e.originator_id, e.originator_version, e.topic, e.state)
+        ]
     return (
         [e.originator_id for e in stored_events],
         [e.originator_version for e in stored_events],
@@ -95,26 +107,46 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
             " ON e.originator_id = a.id AND e.originator_version > a.version"
             " ORDER BY e.originator_id, e.originator_version"
         )
-        self._insert_by_function = self._render(
-            "SELECT * FROM {function}(ARRAY("
-            "SELECT ROW(originator_id, originator_version, topic, state)::{composite}"
-            " FROM ",
-            UNNESTED,
-            " ORDER BY n))",
-            function=Identifier(datastore.schema, self.pg_function_name_insert_events),
-            composite=Identifier(datastore.schema, self.stored_event_type_name),
-        )
-        self._insert_locked = self._render(
-            "INSERT INTO {table} (originator_id, originator_version, topic, state)"
-            " SELECT originator_id, originator_version, topic, state FROM ",
-            UNNESTED,
-            " ORDER BY n RETURNING notification_id",
-        )
+        self._function = Identifier(datastore.schema, self.pg_function_name_insert_events)
+        self._composite = Identifier(datastore.schema, self.stored_event_type_name)
+        self._insert_statements: dict[tuple[bool, int], str] = {}
 
     def _render(self, *template: str, **identifiers: Identifier) -> str:
         """A statement as a fixed string, its identifiers quoted once, here."""
         identifiers.setdefault("table", self._table)
         return SQL("".join(template)).format(**identifiers).as_string()
+
+    def _insert_statement(self, *, locked: bool, count: int) -> str:
+        """The insert of `count` events: one row of four scalar parameters each (dumped by
+        psycopg's C dumpers), or four arrays past `MAX_ROWS_INLINE` events (one statement
+        text for any number; each array value dumped in a Python loop)."""
+        inline = count <= MAX_ROWS_INLINE
+        key = (locked, count if inline else 0)
+        statement = self._insert_statements.get(key)
+        if statement is not None:
+            return statement
+        if locked:
+            rows: tuple[str, ...] = ("VALUES ", ", ".join([SCALAR_ROW] * count))
+            if not inline:
+                rows = ("SELECT ", COLUMNS, " FROM ", UNNESTED, " ORDER BY n")
+            statement = self._render(
+                "INSERT INTO {table} (", COLUMNS, ") ", *rows, " RETURNING notification_id"
+            )
+        else:
+            composite_row = "".join(("ROW", SCALAR_ROW, "::{composite}"))
+            rows = ("ARRAY[", ", ".join([composite_row] * count), "]")
+            if not inline:
+                rows = ("ARRAY(SELECT ROW(", COLUMNS, ")::{composite} FROM ", UNNESTED)
+                rows += (" ORDER BY n)",)
+            statement = self._render(
+                "SELECT * FROM {function}(",
+                *rows,
+                ")",
+                function=self._function,
+                composite=self._composite,
+            )
+        self._insert_statements[key] = statement
+        return statement
 
     # ------------------------------------------------------------------ reads
 
@@ -205,7 +237,8 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
             locked: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return locked
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._insert_by_function, _arrays(stored_events), prepare=True)
+            statement = self._insert_statement(locked=False, count=len(stored_events))
+            curs.execute(statement, _params(stored_events), prepare=True)
             ids: list[int] = [row[0] for row in curs.fetchall()]
             return ids
 
@@ -216,4 +249,5 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
         takes them, then the same rows inserted from plain arrays."""
         self._lock_table(curs)
         self._notify_channel(curs)
-        curs.execute(self._insert_locked, _arrays(stored_events), prepare=True)
+        statement = self._insert_statement(locked=True, count=len(stored_events))
+        curs.execute(statement, _params(stored_events), prepare=True)
