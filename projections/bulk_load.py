@@ -40,14 +40,15 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import Application
-from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg.sql import SQL, Identifier
 from sqlalchemy import Connection, Engine, Table, create_engine, delete, pool
 
 from projections.base import Batch, HandlerError, Projection
 from projections.events import Positioned
+from projections.fast_decode import EventDecoder
 from projections.rows import Row, RowBuffer
 from read_model.bulk_writes import copy_rows
 from read_model.tracking import LogPosition
@@ -88,6 +89,34 @@ class ScanBatch:
     passed: int
 
 
+@dataclass(frozen=True)
+class ScanSpan:
+    """One batch of the pass by its bounds only (its events are read by the workers): the
+    events after `after` up to `last` inclusive, `count` of them, and where the projection
+    stands after them."""
+
+    after: LogPosition
+    last: LogPosition
+    count: int
+    end: LogPosition
+    passed: int
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """Where a worker process reads its share of each batch (PostgreSQL): picklable."""
+
+    conninfo: str
+    connect_kwargs: dict[str, Any]
+    schema: str
+    table: str
+    topics: list[str]
+    watermark: int
+
+    def identifier(self) -> Identifier:
+        return Identifier(self.schema, self.table)
+
+
 class LogScan:
     """The projection's events from a position up to a point fixed when the scan begins.
 
@@ -123,6 +152,29 @@ class LogScan:
         return Identifier(self._postgres.datastore.schema, self._postgres.events_table_name)
 
     @property
+    def source(self) -> EventSource | None:
+        """How a worker process reads this scan's events (PostgreSQL only)."""
+        if self._postgres is None:
+            return None
+        datastore = self._postgres.datastore
+        given = datastore.pool.kwargs
+        given = given() if callable(given) else given or {}
+        conninfo = datastore.pool.conninfo
+        kwargs = {
+            key: value
+            for key, value in given.items()
+            if key in {"dbname", "host", "port", "user", "password"}
+        }
+        return EventSource(
+            conninfo=conninfo() if callable(conninfo) else conninfo,
+            connect_kwargs=kwargs,
+            schema=datastore.schema,
+            table=self._postgres.events_table_name,
+            topics=self.topics,
+            watermark=self.watermark,
+        )
+
+    @property
     def end(self) -> LogPosition:
         """Where the projection stands once the scan is done."""
         if self._postgres is not None:
@@ -141,6 +193,35 @@ class LogScan:
             last = events[-1]
             after = LogPosition(last[0], last[1])
             yield ScanBatch(events, after, passed)
+
+    def spans(self, after: LogPosition) -> Iterator[ScanSpan]:
+        """The batches by their bounds (PostgreSQL): one short query each, by the index,
+        so that this process reads no event and workers read their own shares."""
+        assert self._postgres is not None
+        passed = 0
+        while True:
+            with self._postgres.datastore.get_connection() as connection:
+                row = connection.execute(
+                    _SPAN.format(events=self._table()),
+                    {
+                        "tx": str(after.tx_id),
+                        "id": after.event_id,
+                        "w": str(self.watermark),
+                        "topics": self.topics,
+                        "limit": self.batch_size,
+                    },
+                ).fetchone()
+            if row is None:
+                yield ScanSpan(after, after, 0, self.end, max(passed, self._passed_at_end()))
+                return
+            last = LogPosition(int(row["tx_id"]), int(row["notification_id"]))
+            count = int(row["n"])
+            passed = max(passed, int(row["top"]))
+            if count < self.batch_size:
+                yield ScanSpan(after, last, count, self.end, max(passed, self._passed_at_end()))
+                return
+            yield ScanSpan(after, last, count, last, passed)
+            after = last
 
     def _passed_at_end(self) -> int:
         """The newest store position below the scan's end (every topic)."""
@@ -194,6 +275,58 @@ class LogScan:
             return [tuple(row) for row in copy.rows()]
 
 
+# A batch's bounds: its last event, how many events it holds and the newest store position
+# among them, read along the (tx_id, notification_id) index (names qualified, see `_read`).
+_SPAN = SQL("""
+SELECT b.tx_id::text AS tx_id, b.notification_id, b.n, b.top FROM (
+    SELECT e.tx_id, e.notification_id,
+           row_number() OVER w AS n, max(e.notification_id) OVER w AS top
+    FROM {events} e
+    WHERE (e.tx_id, e.notification_id) > (%(tx)s::xid8, %(id)s)
+      AND e.tx_id < %(w)s::xid8 AND e.topic = ANY(%(topics)s)
+    WINDOW w AS (ORDER BY e.tx_id, e.notification_id)
+    ORDER BY e.tx_id, e.notification_id
+    LIMIT %(limit)s
+) b
+ORDER BY b.n DESC
+LIMIT 1
+""")
+
+
+def read_share(
+    connection: Any, source: EventSource, span: ScanSpan, share: int, shares: int
+) -> list[RawEvent]:
+    """The events of one batch whose aggregates fall to worker `share` of `shares`, in
+    the log's order (an aggregate's events all fall to one worker). The redundant bounds
+    on tx_id give the planner the range, so it reads the index rather than sort."""
+    if span.count == 0:
+        return []
+    statement = SQL(
+        "COPY (SELECT e.tx_id::text::int8, e.notification_id, e.originator_id,"
+        " e.originator_version, e.topic, e.state FROM {events} e"
+        " WHERE (e.tx_id, e.notification_id) > ({tx}::xid8, {id})"
+        " AND (e.tx_id, e.notification_id) <= ({last_tx}::xid8, {last_id})"
+        " AND e.tx_id >= {tx}::xid8 AND e.tx_id <= {last_tx}::xid8 AND e.tx_id < {w}::xid8"
+        " AND e.topic = ANY({topics})"
+        " AND (hashtext(e.originator_id::text) & 2147483647) % {shares} = {share}"
+        " ORDER BY e.tx_id, e.notification_id LIMIT {limit}) TO STDOUT (FORMAT BINARY)"
+    ).format(
+        events=source.identifier(),
+        tx=str(span.after.tx_id),
+        id=span.after.event_id,
+        last_tx=str(span.last.tx_id),
+        last_id=span.last.event_id,
+        w=str(source.watermark),
+        topics=source.topics,
+        shares=shares,
+        share=share,
+        limit=span.count,
+    )
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.set_types(["int8", "int8", "uuid", "int8", "text", "bytea"])
+        return [tuple(row) for row in copy.rows()]
+
+
 # ---------------------------------------------------------------------------- folding
 
 
@@ -213,15 +346,17 @@ class _FoldRows(RowBuffer):
         created: list[Row] = []
         changed: list[Row] = []
         gone: list[UUID] = []
+        present = self.present
+        rows = self._rows
         for key in self._changed:
-            row = self._rows[key]
-            existed = key in self.present
-            if row is None:
-                if existed:
+            row = rows[key]
+            if key in present:
+                if row is None:
                     gone.append(key)
-                continue
-            kept = {name: row[name] for name in names}
-            (changed if existed else created).append(kept)
+                else:
+                    changed.append({name: row[name] for name in names})
+            elif row is not None:
+                created.append(row)  # COPY takes the table's columns from it
         copy_rows(connection, self.table, created)
         upsert(connection, self.table, changed)
         for start in range(0, len(gone), _CHUNK):
@@ -238,23 +373,16 @@ class BulkFold:
         self, projection: Projection, app: Application[Any], tables: Mapping[str, Table]
     ) -> None:
         self.projection = projection
-        self.mapper = app.mapper
+        self.decoder = EventDecoder(app.mapper)
         self.table = tables[projection.table.name]
         self.child_tables = tuple(tables[child.name] for child in projection.child_tables)
 
     def decode(self, events: Sequence[RawEvent]) -> list[Positioned]:
         decoded: list[Positioned] = []
+        decode = self.decoder.decode
         for index, (tx_id, position, originator_id, version, topic, state) in enumerate(events):
             try:
-                event = self.mapper.to_domain_event(
-                    Notification(
-                        id=position,
-                        originator_id=originator_id,
-                        originator_version=version,
-                        topic=topic,
-                        state=bytes(state),
-                    )
-                )
+                event = decode(position, originator_id, version, topic, state)
             except Exception as error:
                 raise HandlerError(index, position, error) from error
             decoded.append(Positioned(position, topic, event, tx_id))
@@ -344,7 +472,8 @@ class BulkLoad:
         self.pause_gc = pause_gc
         self.scan = LogScan(app, projection.topics, batch_size)
         large = self.scan.head >= min_events_for_workers
-        self.workers = workers if engine.dialect.name == "postgresql" and large else 0
+        postgres = engine.dialect.name == "postgresql" and self.scan.source is not None
+        self.workers = workers if postgres and large else 0
 
     @property
     def target(self) -> int:
@@ -384,14 +513,14 @@ class BulkLoad:
         passed = 0
         end = start
         try:
-            in_flight: list[ScanBatch] = []
-            for batch in self.scan.batches(start):
+            in_flight: list[ScanSpan] = []
+            for batch in self.scan.spans(start):
                 if should_stop():
                     raise LoadCancelledError
-                pool.send(batch.events)
+                pool.send(batch)
                 in_flight.append(batch)
-                # Two batches in flight: the workers fold one while this process reads
-                # the next; memory stays at two batches.
+                # Two batches in flight: a worker reads its share of the next as soon as it
+                # has written the last; memory stays at a batch per worker.
                 while len(in_flight) >= 2:
                     applied += pool.wait_oldest()
                     done = in_flight.pop(0)
@@ -424,24 +553,23 @@ class _WorkerSetup:
     read_url: str
     version: int
     unlogged: bool
+    source: EventSource
+    index: int
+    count: int
 
 
 class _Partitions:
-    """Worker processes, one per share of the aggregates, fed through pipes in order.
+    """Worker processes, one per share of the aggregates, told each batch's bounds in order
+    through pipes; each reads its own share of the batch from the event store (this
+    process reads no event, and no event is pickled from process to process).
 
     A worker reads its pipe until the parent closes it, so a killed parent (`kill -9`)
     leaves no worker behind: its pipe's other end closes with it.
     """
 
     def __init__(self, load: BulkLoad, count: int) -> None:
-        setup = _WorkerSetup(
-            app_class=type(load.app),
-            env={key: str(value) for key, value in load.app.env.items()},
-            projection_class=type(load.projection),
-            read_url=load.engine.url.render_as_string(hide_password=False),
-            version=load.tables.version,
-            unlogged=load.tables.unlogged,
-        )
+        source = load.scan.source
+        assert source is not None
         context = multiprocessing.get_context("spawn")
         self.count = count
         self._inboxes: list[Pipe] = []
@@ -450,6 +578,17 @@ class _Partitions:
         for index in range(count):
             inbox_read, inbox_write = context.Pipe(duplex=False)
             outbox_read, outbox_write = context.Pipe(duplex=False)
+            setup = _WorkerSetup(
+                app_class=type(load.app),
+                env={key: str(value) for key, value in load.app.env.items()},
+                projection_class=type(load.projection),
+                read_url=load.engine.url.render_as_string(hide_password=False),
+                version=load.tables.version,
+                unlogged=load.tables.unlogged,
+                source=source,
+                index=index,
+                count=count,
+            )
             process = context.Process(
                 target=_worker_main,
                 args=(setup, inbox_read, outbox_write),
@@ -463,12 +602,9 @@ class _Partitions:
             self._outboxes.append(outbox_read)
             self._processes.append(process)
 
-    def send(self, events: Sequence[RawEvent]) -> None:
-        shares: list[list[RawEvent]] = [[] for _ in range(self.count)]
-        for event in events:
-            shares[event[2].int % self.count].append(event)
-        for inbox, share in zip(self._inboxes, shares, strict=True):
-            inbox.send(share)
+    def send(self, span: ScanSpan) -> None:
+        for inbox in self._inboxes:
+            inbox.send(span)
 
     def wait_oldest(self) -> int:
         """Wait until every worker has written its share of the oldest batch sent."""
@@ -517,17 +653,20 @@ def _worker_main(setup: _WorkerSetup, inbox: Pipe, outbox: Pipe) -> None:
     projection = setup.projection_class()
     tables = VersionTables(projection.tables, setup.version, "postgresql", unlogged=setup.unlogged)
     fold = BulkFold(projection, app, tables.tables)
+    source = setup.source
+    events = psycopg.connect(source.conninfo, autocommit=True, **source.connect_kwargs)
     failed = False
     try:
         while True:
             try:
-                share: list[RawEvent] = inbox.recv()
+                span: ScanSpan = inbox.recv()
             except EOFError:
                 return
             if failed:
                 outbox.send(("ok", 0, None))
                 continue
             try:
+                share = read_share(events, source, span, setup.index, setup.count)
                 with _paused_gc(True), engine.begin() as connection:
                     outbox.send(("ok", fold.apply(connection, share), None))
             except HandlerError as failure:
@@ -538,6 +677,7 @@ def _worker_main(setup: _WorkerSetup, inbox: Pipe, outbox: Pipe) -> None:
                 log.exception("rebuild worker failed")
                 outbox.send(("error", 0, _describe(error)))
     finally:
+        events.close()
         engine.dispose()
         app.close()
 

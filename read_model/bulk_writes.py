@@ -8,6 +8,7 @@ format spares PostgreSQL parsing text. SQLite has no COPY: one executemany INSER
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -65,5 +66,10 @@ def copy_rows(connection: Connection, table: Table, rows: Sequence[dict[str, Any
         if binary:
             copy.set_types(types)
         write = copy.write_row
+        if len(names) == 1:
+            for row in rows:
+                write((row[names[0]],))
+            return
+        values = itemgetter(*names)  # a row's values in column order (extra keys ignored)
         for row in rows:
-            write(tuple(row[name] for name in names))
+            write(values(row))
