@@ -4,10 +4,12 @@ over 1,000,000 events, beside reading the same notifications from the store, in 
 - baseline: `recorder.select_notifications(after, 10_000, inclusive_of_start=False)` page
   after page over the whole log: the raw rows, undecoded (what any export must at least do);
 - reference: the same pages decoded by the application's mapper (JSON and upcasting);
-- figure: `export_events(..., ExportFormat.PARQUET)` (the CLI's default): read, decode,
-  upcast, flatten, encode `data`/`metadata` as JSON and write zstd Parquet row groups of
-  10,000, all in one process; and the same with two worker processes decoding and
-  encoding pages while the main one reads and writes (`--workers 2`).
+- the export's own read: `event_columns.read_rows` pages (binary keyset pages, plain tuples);
+- figure: `export_events(..., ExportFormat.PARQUET)` (the CLI's default): read, decode
+  (directly from the stored JSON, or by the mapper where an upcast applies), encode
+  `data`/`metadata` as JSON and write zstd Parquet row groups of 10,000, all in one
+  process; and the same with two worker processes decoding and encoding pages while the
+  main one reads and writes (`--workers 2`).
 
 Each is run in a child process of its own, so its peak memory (max RSS) is its own: the
 export's shows that it streams. Set-up (not timed) saves the events in big batches, many
@@ -95,7 +97,9 @@ def store_events(url: str, events: int) -> int:
 
 def _child(mode: str, url: str, out: str) -> dict[str, Any]:
     """One measurement, in this (child) process."""
+    from adapters.event_columns import read_rows
     from adapters.event_export import ExportFormat, export_events
+    from adapters.event_feed import EventFilter
 
     container = bootstrap.build(settings_for(url))
     app = container.write_app
@@ -107,6 +111,11 @@ def _child(mode: str, url: str, out: str) -> dict[str, Any]:
             events = export_events(
                 app, Path(out), ExportFormat.PARQUET, batch_size=PAGE, workers=workers
             ).events
+        elif mode == "rows":
+            after = 0
+            while rows := read_rows(app, EventFilter(after=after), PAGE):
+                events += len(rows)
+                after = rows[-1][0]
         else:
             after = 0
             while True:
@@ -145,7 +154,7 @@ def one_run(events: int) -> dict[str, dict[str, Any]]:
     with fresh_database("bench_export") as url, tempfile.TemporaryDirectory() as folder:
         stored = store_events(url, events)
         out = Path(folder) / "events.parquet"
-        modes = ("export", "export_workers", "read", "decode")
+        modes = ("export", "export_workers", "read", "decode", "rows")
         figures = {mode: measure(mode, url, out) for mode in modes}
         size = out.stat().st_size
         for mode, found in figures.items():
@@ -169,11 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     def median(mode: str, key: str) -> float:
         return statistics.median(run[mode][key] for run in runs)
 
-    export, workers, read, decode = (
-        median(m, "rate") for m in ("export", "export_workers", "read", "decode")
+    export, workers, read, decode, rows = (
+        median(m, "rate") for m in ("export", "export_workers", "read", "decode", "rows")
     )
     print(f"  baseline, select_notifications pages of {PAGE:,}: {read:,.0f} events/s")
     print(f"  reference, the same decoded by the mapper: {decode:,.0f} events/s")
+    print(f"  the export's own read (read_rows pages, undecoded): {rows:,.0f} events/s")
     print(
         f"  export to Parquet: {export:,.0f} events/s (ratio to the raw read "
         f"{export / read:.2f}; target {TARGET:,}: {'met' if export >= TARGET else 'NOT met'})"
@@ -183,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         f"  export file {median('export', 'file_mib'):.1f} MiB; peak RSS of the exporting "
         f"process {median('export', 'max_rss_mib'):.0f} MiB"
     )
+    for n, run in enumerate(runs, start=1):
+        print(f"  run {n}: " + ", ".join(f"{m} {f['rate']:,.0f}/s" for m, f in run.items()))
 
 
 if __name__ == "__main__":
