@@ -5,7 +5,8 @@ waste there: looking up rows that cannot exist yet, upserting rows that are new.
 pass reads the projection's events in the log's order up to a fixed point (the commit
 watermark when it starts, or the head on SQLite), and per batch:
 
-- decodes them with the application's mapper (upcasting included);
+- decodes them as the application's mapper does, upcasting included (`fast_decode.py`:
+  orjson where the mapper adds nothing else, the mapper itself otherwise);
 - loads from the new tables only the rows that can exist already: those of aggregates
   whose first event in the batch is not their first event ever (version > 1), by primary
   key; a registration never needs a lookup;
@@ -16,11 +17,13 @@ watermark when it starts, or the head on SQLite), and per batch:
   (a long one would hold the commit watermark back for every live projection).
 
 Memory is bounded by the batch, never by the log. With `workers` > 0 the aggregates are
-split between that many processes by id (an aggregate's events stay in order in one
-process); each decodes, folds and writes its share of every batch on its own connection,
-while this process reads the next batch. Position tracking then advances once every share
-of a batch is written, in a transaction of its own: the pass is not resumable half way,
-and a rebuild interrupted during it starts the pass again on empty tables (`rebuild.py`).
+split between that many processes by a hash of their id (an aggregate's events stay in
+order in one process): this process only finds each batch's bounds (one short query along
+the index), and each worker reads its share of the batch from the event store itself,
+decodes, folds and writes it on its own connections. Position tracking then advances once
+every share of a batch is written, in a transaction of its own: the pass is not resumable
+half way, and a rebuild interrupted during it starts the pass again on empty tables
+(`rebuild.py`).
 
 Projections that replace `apply` with their own (rather than handlers) are loaded by the
 normal runner instead: this pass could not reproduce what they do.
