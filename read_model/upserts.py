@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Insert, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -17,14 +18,21 @@ def upsert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     """
     if not rows:
         return
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    connection.execute(_upsert_statement(connection.dialect.name, table, tuple(rows[0])), rows)
+
+
+@lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, table: Table, names: tuple[str, ...]) -> Insert:
+    """Built once per table and column set: building `excluded` makes a fresh alias and
+    proxies every column of the table, which cost about as much as the projection's own
+    handlers on every batch."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(table)
     keys = [column.name for column in table.primary_key.columns]
-    statement = statement.on_conflict_do_update(
+    return statement.on_conflict_do_update(
         index_elements=keys,
-        set_={name: statement.excluded[name] for name in rows[0] if name not in keys},
+        set_={name: statement.excluded[name] for name in names if name not in keys},
     )
-    connection.execute(statement, rows)
 
 
 def insert_missing(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
