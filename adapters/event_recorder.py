@@ -15,9 +15,15 @@ This recorder therefore:
 - keeps its statements as fixed strings and reads rows as tuples;
 - inserts a command's events (a handful) as one row of four scalar parameters each,
   dumped by psycopg's C dumpers, rather than as an array of the library's composite type
-  rendered field by field in Python (bigger saves: four plain arrays). The lock-free path
-  still calls the library's `es_insert_events_uuid` function (its NOTIFY, its lock
-  timeout); the locked path still takes the table lock and notifies first;
+  rendered field by field in Python (bigger saves: four plain arrays);
+- inserts lock-free with its own `INSERT INTO <its table> ... RETURNING`, not through
+  the library's `es_insert_events_uuid` function: that function is one per schema and
+  names one table, so another eventsourcing application creating its tables in the same
+  schema (a benchmark's baseline did) redirects every save into its own table. The
+  function's `SET LOCAL lock_timeout` is the connection's lock timeout already, and its
+  NOTIFY serves the library's subscriptions, which nothing here uses (projections are
+  woken by the commit hook). The locked path still takes the table lock and notifies
+  first, as the library does;
 - gives the write model's repository (`write_model/repository.py`) two reads that save
   round trips: the newer events of several cached aggregates in one statement, and an
   aggregate's latest snapshot with the events after it in one statement.
@@ -107,44 +113,29 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
             " ON e.originator_id = a.id AND e.originator_version > a.version"
             " ORDER BY e.originator_id, e.originator_version"
         )
-        self._function = Identifier(datastore.schema, self.pg_function_name_insert_events)
-        self._composite = Identifier(datastore.schema, self.stored_event_type_name)
-        self._insert_statements: dict[tuple[bool, int], str] = {}
+        self._insert_statements: dict[int, str] = {}
 
     def _render(self, *template: str, **identifiers: Identifier) -> str:
         """A statement as a fixed string, its identifiers quoted once, here."""
         identifiers.setdefault("table", self._table)
         return SQL("".join(template)).format(**identifiers).as_string()
 
-    def _insert_statement(self, *, locked: bool, count: int) -> str:
-        """The insert of `count` events: one row of four scalar parameters each (dumped by
-        psycopg's C dumpers), or four arrays past `MAX_ROWS_INLINE` events (one statement
-        text for any number; each array value dumped in a Python loop)."""
+    def _insert_statement(self, count: int) -> str:
+        """The insert of `count` events into this recorder's table, `RETURNING` their ids:
+        one row of four scalar parameters each (dumped by psycopg's C dumpers), or four
+        arrays past `MAX_ROWS_INLINE` events (one statement text for any number; each
+        array value dumped in a Python loop)."""
         inline = count <= MAX_ROWS_INLINE
-        key = (locked, count if inline else 0)
+        key = count if inline else 0
         statement = self._insert_statements.get(key)
         if statement is not None:
             return statement
-        if locked:
-            rows: tuple[str, ...] = ("VALUES ", ", ".join([SCALAR_ROW] * count))
-            if not inline:
-                rows = ("SELECT ", COLUMNS, " FROM ", UNNESTED, " ORDER BY n")
-            statement = self._render(
-                "INSERT INTO {table} (", COLUMNS, ") ", *rows, " RETURNING notification_id"
-            )
-        else:
-            composite_row = "".join(("ROW", SCALAR_ROW, "::{composite}"))
-            rows = ("ARRAY[", ", ".join([composite_row] * count), "]")
-            if not inline:
-                rows = ("ARRAY(SELECT ROW(", COLUMNS, ")::{composite} FROM ", UNNESTED)
-                rows += (" ORDER BY n)",)
-            statement = self._render(
-                "SELECT * FROM {function}(",
-                *rows,
-                ")",
-                function=self._function,
-                composite=self._composite,
-            )
+        rows: tuple[str, ...] = ("VALUES ", ", ".join([SCALAR_ROW] * count))
+        if not inline:
+            rows = ("SELECT ", COLUMNS, " FROM ", UNNESTED, " ORDER BY n")
+        statement = self._render(
+            "INSERT INTO {table} (", COLUMNS, ") ", *rows, " RETURNING notification_id"
+        )
         self._insert_statements[key] = statement
         return statement
 
@@ -237,7 +228,7 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
             locked: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return locked
         with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            statement = self._insert_statement(locked=False, count=len(stored_events))
+            statement = self._insert_statement(len(stored_events))
             curs.execute(statement, _params(stored_events), prepare=True)
             ids: list[int] = [row[0] for row in curs.fetchall()]
             return ids
@@ -249,5 +240,5 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
         takes them, then the same rows inserted from plain arrays."""
         self._lock_table(curs)
         self._notify_channel(curs)
-        statement = self._insert_statement(locked=True, count=len(stored_events))
+        statement = self._insert_statement(len(stored_events))
         curs.execute(statement, _params(stored_events), prepare=True)
