@@ -5,7 +5,10 @@ default), against a real `bookstore serve --workers 2` process, with wrk (Debian
 installed here when missing) as the load generator at 32 connections:
 
 - `GET /books` (filtered, sorted, a page of 20) beside a bare FastAPI route doing one
-  primary-key SELECT on the same database (`bench/bare_app.py`, same worker count);
+  primary-key SELECT on the same database (`bench/bare_app.py`, same worker count): one
+  URL over and over (after the first, each request is the stamp read and a kept page), and
+  `--varied` distinct pages drawn at random (every category, sort and filter mix, deep
+  offsets: mostly pages read afresh, with their filter's total kept);
 - `POST /cart/items`, then `POST /orders` (each wrk connection is one customer alternating
   "add a book" and "place the order"), beside the eventsourcing library's own save rate
   (a one-event aggregate) with 32 threads, measured in the same run.
@@ -21,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -45,6 +49,7 @@ from write_model.key_index import KeyIndex
 
 CONNECTIONS = 32
 WORKERS = 2
+VARIED = 10_000  # distinct pages in the varied run: most are read afresh
 SAVE_BATCH = 500
 BOOKS_QUERY = "/books?category=fiction&min_price=10&max_price=40&in_stock=true&sort=-price&limit=20"
 
@@ -162,6 +167,41 @@ def sample_book_ids(url: str, count: int) -> list[UUID]:
     return [row[0] for row in rows]
 
 
+VARIED_SCRIPT = """
+local paths = {PATHS}
+function request()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+"""
+
+
+def varied_paths(url: str, count: int) -> list[str]:
+    """`count` distinct `GET /books` pages: every category, sort and price/stock mix, and
+    offsets up to 2,000 (deep pages cost the most)."""
+    with psycopg.connect(url) as connection:
+        found = connection.execute("SELECT DISTINCT category FROM book_listing").fetchall()
+    categories = [row[0] for row in found]
+    sorts = ["title", "-title", "price", "-price", "created_at", "-created_at"]
+    filters = ["", "&in_stock=true", "&min_price=10&max_price=40", "&max_price=15"]
+    rng = random.Random(7)
+    paths: set[str] = set()
+    count = min(count, len(categories) * len(sorts) * len(filters) * 100 // 2)
+    while len(paths) < count:
+        category = rng.choice(categories).replace(" ", "%20")
+        paths.add(
+            f"/books?category={category}&sort={rng.choice(sorts)}{rng.choice(filters)}"
+            f"&limit=20&offset={20 * rng.randrange(100)}"
+        )
+    return sorted(paths)
+
+
+def varied_script(paths: list[str]) -> Path:
+    text = VARIED_SCRIPT.format(PATHS="{" + ",".join(f'"{p}"' for p in paths) + "}")
+    path = Path(tempfile.mkstemp(suffix=".lua")[1])
+    path.write_text(text)
+    return path
+
+
 WRITE_SCRIPT = """
 local tokens = {TOKENS}
 local books = {BOOKS}
@@ -254,6 +294,7 @@ def one_run(books: int, seconds: int) -> dict[str, float]:
         with serve(env) as base:
             httpx.get(base + BOOKS_QUERY).raise_for_status()
             read = wrk(base + BOOKS_QUERY, seconds=seconds)
+            varied = wrk(base, seconds=seconds, script=varied_script(varied_paths(url, VARIED)))
             tokens = customers(base, CONNECTIONS)
             adds = wrk(
                 base,
@@ -273,6 +314,8 @@ def one_run(books: int, seconds: int) -> dict[str, float]:
     figures.update(
         books_rps=read.requests_per_second, books_p50=read.p50_ms, books_p99=read.p99_ms,
         books_bad=read.non_2xx,
+        varied_rps=varied.requests_per_second, varied_p50=varied.p50_ms,
+        varied_p99=varied.p99_ms, varied_bad=varied.non_2xx,
         bare_rps=baseline.requests_per_second, bare_p50=baseline.p50_ms,
         bare_p99=baseline.p99_ms,
         adds_per_s=adds.extra.get("adds_per_s", 0.0), adds_p50=adds.p50_ms,
@@ -299,6 +342,11 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"  GET /books (filtered, sorted, page of 20): {f['books_rps']:,.0f} req/s, "
         f"p50 {f['books_p50']:.1f} ms, p99 {f['books_p99']:.1f} ms, non-2xx {f['books_bad']:.0f}"
+    )
+    print(
+        f"  GET /books, {VARIED:,} distinct pages at random: {f['varied_rps']:,.0f} req/s, "
+        f"p50 {f['varied_p50']:.1f} ms, p99 {f['varied_p99']:.1f} ms, "
+        f"non-2xx {f['varied_bad']:.0f}; ratio to bare {f['varied_rps'] / f['bare_rps']:.2f}"
     )
     print(
         f"  bare FastAPI primary-key SELECT:           {f['bare_rps']:,.0f} req/s, "
