@@ -185,13 +185,22 @@ class LogScan:
         return LogPosition(0, self.head)
 
     def batches(self, after: LogPosition) -> Iterator[ScanBatch]:
+        """The batches with their events, read in this process."""
+        if self._postgres is not None:
+            source = self.source
+            assert source is not None
+            for span in self.spans(after):
+                with self._postgres.datastore.get_connection() as connection:
+                    events = read_share(connection, source, span, 0, 1)
+                yield ScanBatch(events, span.end, span.passed)
+            return
         passed = 0
         while True:
             events = self._read(after)
             if events:
                 passed = max(passed, *(event[1] for event in events))
             if len(events) < self.batch_size:
-                yield ScanBatch(events, self.end, max(passed, self._passed_at_end()))
+                yield ScanBatch(events, self.end, self.head)
                 return
             last = events[-1]
             after = LogPosition(last[0], last[1])
@@ -210,7 +219,6 @@ class LogScan:
                         "tx": str(after.tx_id),
                         "id": after.event_id,
                         "w": str(self.watermark),
-                        "topics": self.topics,
                         "limit": self.batch_size,
                     },
                 ).fetchone()
@@ -241,52 +249,31 @@ class LogScan:
         return int(row["notification_id"]) if row else 0
 
     def _read(self, after: LogPosition) -> list[RawEvent]:
-        if self._postgres is None:
-            found = self.app.recorder.select_notifications(
-                after.event_id,
-                self.batch_size,
-                stop=self.head,
-                topics=self.topics,
-                inclusive_of_start=False,
-            )
-            return [
-                (0, n.id, _uuid(n.originator_id), n.originator_version, n.topic, n.state)
-                for n in found
-            ]
-        # Every name qualified: an unqualified `ORDER BY tx_id` names the output column (the
-        # int8 cast), which no index serves: each batch then sorted the whole log (0.5 s).
-        statement = SQL(
-            "COPY (SELECT e.tx_id::text::int8, e.notification_id, e.originator_id,"
-            " e.originator_version, e.topic, e.state FROM {events} e"
-            " WHERE (e.tx_id, e.notification_id) > ({tx}::xid8, {id}) AND e.tx_id < {w}::xid8"
-            " AND e.topic = ANY({topics}) ORDER BY e.tx_id, e.notification_id LIMIT {limit})"
-            " TO STDOUT (FORMAT BINARY)"
-        ).format(
-            events=self._table(),
-            tx=str(after.tx_id),
-            id=after.event_id,
-            w=str(self.watermark),
+        """A batch of the projection's events (stores other than PostgreSQL)."""
+        found = self.app.recorder.select_notifications(
+            after.event_id,
+            self.batch_size,
+            stop=self.head,
             topics=self.topics,
-            limit=self.batch_size,
+            inclusive_of_start=False,
         )
-        with (
-            self._postgres.datastore.get_connection() as connection,
-            connection.cursor() as cursor,
-            cursor.copy(statement) as copy,
-        ):
-            copy.set_types(["int8", "int8", "uuid", "int8", "text", "bytea"])
-            return [tuple(row) for row in copy.rows()]
+        return [
+            (0, n.id, _uuid(n.originator_id), n.originator_version, n.topic, n.state) for n in found
+        ]
 
 
-# A batch's bounds: its last event, how many events it holds and the newest store position
-# among them, read along the (tx_id, notification_id) index (names qualified, see `_read`).
+# A batch's bounds: the next `limit` events of the log (every topic: with no filter to
+# estimate, the planner reads them along the (tx_id, notification_id) index whatever the
+# statistics say, even none; with the topic filter and no statistics it chose to sort the
+# rest of the log, for every batch), its last event, and the newest store position passed.
+# Every name is qualified: an unqualified `ORDER BY tx_id` would name an output column.
 _SPAN = SQL("""
 SELECT b.tx_id::text AS tx_id, b.notification_id, b.n, b.top FROM (
     SELECT e.tx_id, e.notification_id,
            row_number() OVER w AS n, max(e.notification_id) OVER w AS top
     FROM {events} e
     WHERE (e.tx_id, e.notification_id) > (%(tx)s::xid8, %(id)s)
-      AND e.tx_id < %(w)s::xid8 AND e.topic = ANY(%(topics)s)
+      AND e.tx_id < %(w)s::xid8
     WINDOW w AS (ORDER BY e.tx_id, e.notification_id)
     ORDER BY e.tx_id, e.notification_id
     LIMIT %(limit)s
@@ -299,19 +286,26 @@ LIMIT 1
 def read_share(
     connection: Any, source: EventSource, span: ScanSpan, share: int, shares: int
 ) -> list[RawEvent]:
-    """The events of one batch whose aggregates fall to worker `share` of `shares`, in
-    the log's order (an aggregate's events all fall to one worker). The redundant bounds
-    on tx_id give the planner the range, so it reads the index rather than sort."""
+    """The projection's events of one batch whose aggregates fall to worker `share` of
+    `shares`, in the log's order (an aggregate's events all fall to one worker). Bounded
+    on both sides (the redundant bounds on tx_id tell the planner the range): whatever
+    plan is chosen reads one batch of the log, never the rest of it."""
     if span.count == 0:
         return []
+    mine = (
+        SQL(" AND (hashtext(e.originator_id::text) & 2147483647) % {shares} = {share}").format(
+            shares=shares, share=share
+        )
+        if shares > 1
+        else SQL("")
+    )
     statement = SQL(
         "COPY (SELECT e.tx_id::text::int8, e.notification_id, e.originator_id,"
         " e.originator_version, e.topic, e.state FROM {events} e"
         " WHERE (e.tx_id, e.notification_id) > ({tx}::xid8, {id})"
         " AND (e.tx_id, e.notification_id) <= ({last_tx}::xid8, {last_id})"
         " AND e.tx_id >= {tx}::xid8 AND e.tx_id <= {last_tx}::xid8 AND e.tx_id < {w}::xid8"
-        " AND e.topic = ANY({topics})"
-        " AND (hashtext(e.originator_id::text) & 2147483647) % {shares} = {share}"
+        " AND e.topic = ANY({topics}){mine}"
         " ORDER BY e.tx_id, e.notification_id LIMIT {limit}) TO STDOUT (FORMAT BINARY)"
     ).format(
         events=source.identifier(),
@@ -321,8 +315,7 @@ def read_share(
         last_id=span.last.event_id,
         w=str(source.watermark),
         topics=source.topics,
-        shares=shares,
-        share=share,
+        mine=mine,
         limit=span.count,
     )
     with connection.cursor() as cursor, cursor.copy(statement) as copy:
