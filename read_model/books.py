@@ -196,3 +196,23 @@ def read_listing(
         items=[_book(row) for row in rows if row.id is not None],
         total=int(first.total) if count else None,
     )
+
+
+def read_book(
+    connection: Connection, tracked_as: str, book_id: UUID
+) -> tuple[Stamp | None, dict[str, Any] | None]:
+    """One live book (or None) and the projection's serving stamp, from one statement (one
+    snapshot, one round trip), as `read_listing` reads a page."""
+    stamp = serving_stamp_query(tracked_as).subquery("stamp")
+    book = select(*_COLUMNS).where(books.c.id == book_id).subquery("book")
+    row = connection.execute(
+        select(
+            stamp.c.version.label("stamp_version"),
+            stamp.c.position,
+            *(book.c[column.name] for column in _COLUMNS),
+        ).select_from(stamp.outerjoin(book, true()))
+    ).first()
+    if row is None:  # not tracked yet
+        return None, get_book(connection, book_id)
+    found = _book(row) if row.id is not None else None
+    return Stamp(int(row.stamp_version), int(row.position)), found

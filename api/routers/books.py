@@ -34,12 +34,10 @@ from api.deps import (
     BookPages,
     JsonBody,
     Projections,
-    ReadConnection,
     ReadEngine,
     StaffUser,
     WriteApp,
     command_context,
-    projection_caught_up,
     projection_waited,
 )
 from api.etags import etag, parse_if_match
@@ -57,7 +55,7 @@ from api.schemas.books import (
 from api.schemas.money import money_text
 from api.schemas.users import MAX_OFFSET, NO_CONTROL_CHARACTERS
 from read_model.books import BookFilters, BookSort, read_listing
-from read_model.books import get_book as listed_book
+from read_model.books import read_book as listed_book
 from read_model.positioned_cache import ListingCache
 from read_model.tracking import serving_stamp
 from write_model.application import Bookstore
@@ -120,7 +118,6 @@ _EVENT_BOOKKEEPING = frozenset(
     {"originator_id", "originator_version", "originator_topic", "timestamp", "metadata"}
 )
 
-BookPosition = Annotated[int, Depends(projection_caught_up(BOOK_LISTING))]
 BookWaited = Annotated[None, Depends(projection_waited(BOOK_LISTING))]
 Text = Annotated[str | None, Query(pattern=NO_CONTROL_CHARACTERS)]
 
@@ -294,8 +291,8 @@ def read_book(
     *,
     book_id: UUID,
     response: Response,
-    position: BookPosition,
-    connection: ReadConnection,
+    _: BookWaited,
+    engine: ReadEngine,
     app: WriteApp,
     as_of: Annotated[
         str | None,
@@ -306,11 +303,12 @@ def read_book(
         book = _book_as_of(app, book_id, _as_of_moment(as_of))
         response.headers["ETag"] = etag(book.version)
         return BookPublic.of(book)
-    row = listed_book(connection, book_id)
+    with engine.connect() as connection:
+        stamp, row = listed_book(connection, BOOK_LISTING, book_id)
     if row is None:
         raise _not_found(book_id)
     response.headers["ETag"] = etag(row["version"])
-    response.headers["X-Projection-Position"] = str(position)
+    response.headers["X-Projection-Position"] = str(stamp.position if stamp else 0)
     return BookPublic.of_row(row)
 
 
