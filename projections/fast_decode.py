@@ -53,7 +53,8 @@ class EventDecoder:
         self._names: dict[str, Transcoding] = (
             dict(transcoder.names) if isinstance(transcoder, JSONTranscoder) else {}
         )
-        self._classes: dict[str, type[Any]] = {}
+        # Per topic and id type: the event class and the id conversion.
+        self._classes: dict[tuple[str, type[Any]], tuple[type[Any], Any]] = {}
 
     def decode(
         self,
@@ -81,14 +82,25 @@ class EventDecoder:
     def _decode_fast(
         self, originator_id: UUID | str, originator_version: int, topic: str, state: bytes
     ) -> Any:
-        cls = self._classes.get(topic)
-        if cls is None:
-            cls = self._classes[topic] = resolve_topic(topic)
-        decoded = self._restore(orjson.loads(state))
-        if type(decoded) is not dict:
+        found = self._classes.get((topic, type(originator_id)))
+        if found is None:
+            cls = resolve_topic(topic)
+            convert = find_id_convertor(
+                cast("Hashable", cls), cast("Hashable", type(originator_id))
+            )
+            found = self._classes[topic, type(originator_id)] = (cls, convert)
+        cls, convert = found
+        event_state = orjson.loads(state)
+        if type(event_state) is not dict:
             raise _LeftToMapperError
-        event_state: dict[str, Any] = decoded
-        convert = find_id_convertor(cast("Hashable", cls), cast("Hashable", type(originator_id)))
+        for key, item in event_state.items():  # the top level, inline (most values are flat)
+            kind = type(item)
+            if kind is dict or kind is list:
+                event_state[key] = self._restore(item)
+            elif kind is float:
+                raise _LeftToMapperError
+        if len(event_state) == 2 and "_type_" in event_state and "_data_" in event_state:
+            raise _LeftToMapperError  # the whole state is one transcoded value
         event_state["originator_id"] = convert(originator_id)
         event_state["originator_version"] = originator_version
         class_version = getattr(cls, "class_version", 1)
