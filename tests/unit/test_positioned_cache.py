@@ -35,7 +35,9 @@ def test_the_least_recently_used_entry_goes_first() -> None:
     assert cache.get("a", stamp) == 1  # "a" used: "b" is now the oldest
     cache.put("c", stamp, 3)
     assert len(cache) == 2
-    assert cache.has("a") and cache.has("c") and not cache.has("b")
+    assert cache.has("a")
+    assert cache.has("c")
+    assert not cache.has("b")
 
 
 def test_a_listing_cache_of_size_zero_is_off() -> None:
