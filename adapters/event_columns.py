@@ -23,7 +23,7 @@ to the head seen at the start), without building a `Notification` per row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -98,6 +98,20 @@ class PageColumns:
 
     def __len__(self) -> int:
         return len(self.position)
+
+    def rows(self) -> Iterator[tuple[int, str, str, int, str, str, str, str]]:
+        """The page row by row, in the export's column order."""
+        return zip(
+            self.position,
+            self.aggregate_id,
+            self.aggregate_type,
+            self.version,
+            self.type,
+            self.timestamp,
+            self.data,
+            self.metadata,
+            strict=True,
+        )
 
     def keep(self, wanted: Sequence[bool]) -> PageColumns:
         """The rows where `wanted` is true, in order."""

@@ -127,16 +127,8 @@ def _jsonl_chunk(page: PageColumns) -> str:
             f'"aggregate_type":{name(aggregate_type)},"version":{version},'
             f'"type":{name(kind)},"timestamp":{text(stamp)},'
             f'"data":{data},"metadata":{metadata}}}\n'
-            for position, aggregate_id, aggregate_type, version, kind, stamp, data, metadata in zip(
-                page.position,
-                page.aggregate_id,
-                page.aggregate_type,
-                page.version,
-                page.type,
-                page.timestamp,
-                page.data,
-                page.metadata,
-                strict=True,
+            for position, aggregate_id, aggregate_type, version, kind, stamp, data, metadata in (
+                page.rows()
             )
         ]
     )
@@ -144,19 +136,7 @@ def _jsonl_chunk(page: PageColumns) -> str:
 
 def _csv_chunk(page: PageColumns) -> str:
     text = io.StringIO()
-    csv.writer(text).writerows(
-        zip(
-            page.position,
-            page.aggregate_id,
-            page.aggregate_type,
-            page.version,
-            page.type,
-            page.timestamp,
-            page.data,
-            page.metadata,
-            strict=True,
-        )
-    )
+    csv.writer(text).writerows(page.rows())
     return text.getvalue()
 
 
