@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from bookstore import bootstrap
 from bookstore.bootstrap import Container
 from bookstore.settings import Settings
-from tests.services import fresh_postgres_database
+from tests.services import fresh_postgres_database, replace_with_copy
 
 TEST_SECRET = "test-secret-key-0123456789abcdef0123456789"
 
@@ -50,10 +52,39 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated once per session: each container's is a copy of it."""
+    with fresh_postgres_database("bookstore_template") as url:
+        bootstrap.migrate(make_settings(url))
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session, its write-ahead log folded in."""
+    path = tmp_path_factory.mktemp("template") / "bookstore.sqlite3"
+    bootstrap.migrate(make_settings(f"sqlite:///{path}"))
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path
+
+
+def migrated(request: pytest.FixtureRequest, database_url: str) -> None:
+    """Bring the test's empty database to the migrations' head: a copy of the session's
+    migrated template (what `bootstrap.migrate` makes; the migrations themselves are
+    tested on empty databases in tests/integration/test_migrations.py)."""
+    if database_url.startswith("sqlite:///"):
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, database_url.removeprefix("sqlite:///"))
+    else:
+        replace_with_copy(database_url, request.getfixturevalue("postgres_template"))
+
+
 @pytest.fixture
-def container(database_url: str) -> Iterator[Container]:
+def container(request: pytest.FixtureRequest, database_url: str) -> Iterator[Container]:
     settings = make_settings(database_url)
-    bootstrap.migrate(settings)
+    migrated(request, database_url)
     wired = bootstrap.build(settings)
     yield wired
     wired.close()

@@ -61,6 +61,22 @@ def fresh_postgres_database(prefix: str = "bookstore_test") -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def replace_with_copy(url: str, template_url: str) -> None:
+    """Make the database at `url` a copy of the one at `template_url` (same name, so every
+    URL already handed out stays right). PostgreSQL copies a template's files: far cheaper
+    than running the migrations again for every test."""
+    name = url.rpartition("/")[2]
+    template = template_url.rpartition("/")[2]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+        # A template must have no sessions while it is copied.
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (template,),
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+
 @contextmanager
 def fresh_redis_db() -> Iterator[str]:
     """A Redis logical database nobody else in this run uses, flushed before and after."""
