@@ -20,9 +20,8 @@ database:
    same stored events;
 4. lag: commit -> projection NOTIFY past the command's event, at 100 commands/s, one
    Celery worker on Redis (database 15, flushed): p50 and p99;
-5. `POST /orders` over HTTP at 32 connections: a hook for when the orders router lands
-   (`http_orders`; serve either mode with `uvicorn --factory bench.gap_safe:before_app`
-   or `after_app`).
+5. `POST /orders` over HTTP at 32 connections, each alternating with an add to the cart:
+   `uvicorn --factory bench.gap_safe:before_app` (or `after_app`), two workers, wrk.
 
 `python -m bench.gap_safe [--runs N] [--scale X] [--lag-seconds S] [--only saves ...]`
 """
@@ -62,7 +61,7 @@ from sqlalchemy import text
 from adapters.credentials import SqlCredentialStore
 from adapters.engines import event_store_env, make_engine
 from api.app import create_app
-from bench.common import ADMIN_URL, fresh_database
+from bench.common import ADMIN_URL, BIN, free_port, fresh_database, running, server_env
 from bench.gap_safe_worker import ID_ORDER_ENV
 from bench.projections import SECRET, settings_for, store_books
 from bench.projections import run_commands as mixed_commands
@@ -561,15 +560,42 @@ def lag_run(mode: Mode, seconds: float) -> Lag:
 # ---------------------------------------------------------------------------- 5. HTTP
 
 
-def http_orders(mode: Mode, connections: int = 32) -> float | None:
+HTTP_BOOKS = 2000
+HTTP_SECONDS = 15
+
+
+def http_orders(mode: Mode, connections: int = 32) -> float:
     """`POST /orders` orders/s over HTTP at `connections` connections, in `mode`.
 
-    A hook for the lead once the orders router lands: serve the app with `uvicorn --factory
-    bench.gap_safe:before_app` (or `after_app`) against a prepared database (`prepare`),
-    fill carts, and drive POST /orders from `connections` clients. None until then.
+    `uvicorn --factory bench.gap_safe:before_app` (or `after_app`, the production wiring)
+    with two workers, projections in-process as `bookstore serve` runs them, on a fresh
+    database of 2,000 books; `connections` customers, each a wrk connection alternating
+    `POST /cart/items` and `POST /orders` (`bench.http_api`'s script and load generator).
     """
-    del mode, connections
-    return None
+    from bench import http_api
+
+    factory = "before_app" if mode.insert_lock else "after_app"
+    with fresh_database("bench_gap_http") as url:
+        prepare(url, mode)
+        http_api.load_catalogue(url, HTTP_BOOKS)
+        with psycopg.connect(url) as connection:  # book_listing is empty: nothing caught up
+            found = connection.execute(
+                "SELECT originator_id FROM bookstore_events"
+                " WHERE topic = 'write_model.book:Book.Registered'"
+            ).fetchall()
+        books = [row[0] for row in found]
+        port = free_port()
+        command = [str(BIN / "uvicorn"), "--factory", f"bench.gap_safe:{factory}"]
+        command += ["--port", str(port), "--workers", str(http_api.WORKERS)]
+        command += ["--log-level", "warning", "--no-access-log"]
+        env = server_env(url, BOOKSTORE_REGISTER_MAX_PER_ADDRESS="1000")
+        base = f"http://127.0.0.1:{port}"
+        with running(command, env, base + "/health"):
+            tokens = http_api.customers(base, connections)
+            script = http_api.write_script(tokens, books, "orders")
+            result = http_api.wrk(base, seconds=HTTP_SECONDS, threads=connections, script=script)
+    print(f"  {mode.name}: {result.extra}", flush=True)
+    return float(result.extra.get("orders_per_s", 0.0))
 
 
 # ---------------------------------------------------------------------------- report
@@ -694,12 +720,13 @@ def measure_lag(runs: int, seconds: float) -> None:
     print(flush=True)
 
 
-def measure_http() -> None:
-    figures = {mode: http_orders(mode) for mode in MODES}
-    before, after = figures[BEFORE], figures[AFTER]
-    if before is None or after is None:
-        print("## POST /orders over HTTP, 32 connections: not measured yet (hook: http_orders)")
-        return
+def measure_http(runs: int) -> None:
+    figures: dict[Mode, list[float]] = {mode: [] for mode in MODES}
+    for run in range(runs):
+        for mode in in_turn(MODES, run):
+            figures[mode].append(http_orders(mode))
+    before, after = median(figures[BEFORE]), median(figures[AFTER])
+    print("## POST /orders over HTTP, 32 connections (each alternating with an add)")
     print("| measurement | unit | before | after | ratio | target |")
     print("|---|---|---|---|---|---|")
     print(row("POST /orders, 32 connections", "orders/s", before, after))
@@ -710,7 +737,7 @@ MEASUREMENTS: dict[str, Callable[[argparse.Namespace], None]] = {
     "place_order": lambda args: measure_place_order(args.runs, args.scale),
     "catch_up": lambda args: measure_catch_up(args.runs, args.scale),
     "lag": lambda args: measure_lag(args.runs, args.lag_seconds),
-    "http": lambda args: measure_http(),
+    "http": lambda args: measure_http(args.runs),
 }
 
 
