@@ -17,7 +17,9 @@ install: $(BIN)/bookstore
 run: install
 	$(BIN)/bookstore serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
-## Install, then run the whole test suite (needs PostgreSQL and Redis, see README).
+## Install, then run the whole test suite (needs PostgreSQL and Redis, see README), in two
+## processes (pytest-xdist): each test makes its own databases, so they share nothing.
+PYTEST_ARGS ?= -n 2
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 

@@ -86,7 +86,10 @@ def fresh_redis_db() -> Iterator[str]:
     except redis.RedisError as error:
         service_missing("Redis", error)
         raise
-    db = 1 + (os.getpid() % 14)
+    # One database per test process: pytest-xdist's workers each get their own.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else os.getpid()
+    db = 1 + (index % 14)
     url = f"{REDIS_URL}/{db}"
     scoped = redis.Redis.from_url(url)
     scoped.flushdb()

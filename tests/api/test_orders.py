@@ -540,9 +540,9 @@ def test_a_status_body_that_is_not_json_is_a_415(client: TestClient, container: 
     [
         ("GET", "/orders"),
         ("POST", "/orders"),
-        ("GET", f"/orders/{uuid4()}"),
-        ("POST", f"/orders/{uuid4()}/cancel"),
-        ("PUT", f"/orders/{uuid4()}/status"),
+        ("GET", "/orders/0c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f"),
+        ("POST", "/orders/0c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f/cancel"),
+        ("PUT", "/orders/0c9d8e7f-6a5b-4c3d-8e2f-1a0b9c8d7e6f/status"),
     ],
 )
 def test_orders_need_a_signed_in_user(client: TestClient, method: str, path: str) -> None:
