@@ -88,3 +88,12 @@ def container(request: pytest.FixtureRequest, database_url: str) -> Iterator[Con
     wired = bootstrap.build(settings)
     yield wired
     wired.close()
+
+
+@pytest.fixture
+def postgres_container(request: pytest.FixtureRequest, postgres_url: str) -> Iterator[Container]:
+    """A wired container on a migrated PostgreSQL database only, for tests that need it."""
+    migrated(request, postgres_url)
+    wired = bootstrap.build(make_settings(postgres_url))
+    yield wired
+    wired.close()

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bookstore import bootstrap
+from bookstore.bootstrap import Container
 from projections.rebuild import RebuildOptions, Rebuilds
 from projections.runner import Runner
-from tests.conftest import make_settings
 from tests.factories import book_payload, ctx
 from tests.integration.projection_support import save_books
 from tests.integration.rebuild_support import POISON_TITLE, PickyBookListing, versioned_tables
@@ -22,47 +21,39 @@ WORKERS = RebuildOptions(batch_size=40, workers=2, min_events_for_workers=0)
 
 
 def test_worker_processes_rebuild_every_projection_to_the_rows_the_runner_wrote(
-    postgres_url: str,
+    postgres_container: Container,
 ) -> None:
-    settings = make_settings(postgres_url)
-    bootstrap.migrate(settings)
-    container = bootstrap.build(settings)
-    try:
-        some_history(container)
-        before = rows_of(container.read_engine)
-        rebuilds = Rebuilds(container.projections.runner, WORKERS)
+    container = postgres_container
+    some_history(container)
+    before = rows_of(container.read_engine)
+    rebuilds = Rebuilds(container.projections.runner, WORKERS)
 
-        for name in NAMES:
-            rebuilds.request(name)
-            finished = rebuilds.run(name)
-            assert (finished.state, finished.last_error) == ("done", None)
+    for name in NAMES:
+        rebuilds.request(name)
+        finished = rebuilds.run(name)
+        assert (finished.state, finished.last_error) == ("done", None)
 
-        assert rows_of(container.read_engine) == before
-        assert versioned_tables(container.read_engine) == []
-    finally:
-        container.close()
+    assert rows_of(container.read_engine) == before
+    assert versioned_tables(container.read_engine) == []
 
 
-def test_worker_processes_fail_a_rebuild_at_its_poison_event(postgres_url: str) -> None:
-    settings = make_settings(postgres_url)
-    bootstrap.migrate(settings)
-    container = bootstrap.build(settings)
-    try:
-        app = container.write_app
-        save_books(app, 60, events_per_book=2)
-        poison = app.register_book(ctx(), **book_payload(title=POISON_TITLE)).position
-        save_books(app, 60, events_per_book=2)
-        catch_up_all(container.projections.runner)
-        before = rows_of(container.read_engine)
-        newer = Runner(app, container.read_engine, [PickyBookListing()])
-        rebuilds = Rebuilds(newer, WORKERS)
-        rebuilds.request("book_listing")
+def test_worker_processes_fail_a_rebuild_at_its_poison_event(
+    postgres_container: Container,
+) -> None:
+    container = postgres_container
+    app = container.write_app
+    save_books(app, 60, events_per_book=2)
+    poison = app.register_book(ctx(), **book_payload(title=POISON_TITLE)).position
+    save_books(app, 60, events_per_book=2)
+    catch_up_all(container.projections.runner)
+    before = rows_of(container.read_engine)
+    newer = Runner(app, container.read_engine, [PickyBookListing()])
+    rebuilds = Rebuilds(newer, WORKERS)
+    rebuilds.request("book_listing")
 
-        finished = rebuilds.run("book_listing")
+    finished = rebuilds.run("book_listing")
 
-        assert (finished.state, finished.error_position) == ("failed", poison - 1)
-        assert "cannot list 'Poison'" in (finished.last_error or "")
-        assert rows_of(container.read_engine) == before
-        assert versioned_tables(container.read_engine) == []
-    finally:
-        container.close()
+    assert (finished.state, finished.error_position) == ("failed", poison - 1)
+    assert "cannot list 'Poison'" in (finished.last_error or "")
+    assert rows_of(container.read_engine) == before
+    assert versioned_tables(container.read_engine) == []
