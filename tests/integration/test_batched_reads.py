@@ -9,7 +9,7 @@ process made, and a snapshot must be the start of a cold load exactly as before.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -22,7 +22,7 @@ from write_model.book import Book
 from write_model.cart import Cart
 from write_model.errors import NotFoundError
 from write_model.ids import cart_id_for
-from write_model.repository import BatchingRepository
+from write_model.repository import LOCK_STRIPES, BatchingRepository
 
 
 @pytest.fixture
@@ -87,3 +87,60 @@ def test_a_cold_load_starts_from_the_latest_snapshot_and_applies_the_events_afte
     placed = other.place_order(ctx(user_id), user_id)
     assert app.get_order(placed.order_id).lines[0].quantity == 25
     assert app.get_book(book_id).stock == 25
+
+
+def test_an_order_sees_what_another_process_did_to_a_cached_cart_and_its_books(
+    container: Container, other: Bookstore
+) -> None:
+    """The cart and the books it names are cached here, then changed elsewhere: a price,
+    the stock, and a book added to the cart. The order is of the cart and books as the
+    store holds them."""
+    app = container.write_app
+    first, second = new_book(app, stock=5, price="10.00"), new_book(app, stock=5)
+    user_id = new_customer(app)
+    app.add_to_cart(ctx(user_id), user_id, first, 2)
+    assert app._cart_and_books_of(user_id)[0] is not None  # both cached here now
+
+    other.change_book(ctx(), first, price="12.50")
+    other.restock_book(ctx(), first, 3)
+    other.add_to_cart(ctx(user_id), user_id, second, 1)
+
+    placed = app.place_order(ctx(user_id), user_id)
+    order = other.get_order(placed.order_id)
+    assert {(line.book_id, line.quantity, str(line.unit_price)) for line in order.lines} == {
+        (first, 2, "12.50"),
+        (second, 1, str(other.get_book(second).price)),
+    }
+    assert other.get_book(first).stock == 6
+    assert other.get_book(second).stock == 4
+    assert other._cart_of(user_id).lines == {}  # type: ignore[union-attr]
+
+
+def test_a_save_leaves_this_process_cache_at_the_saved_versions(container: Container) -> None:
+    """Nothing to read back after our own writes: the cache holds what was saved."""
+    app = container.write_app
+    book_id = new_book(app, stock=9)
+    user_id = new_customer(app)
+    app.add_to_cart(ctx(user_id), user_id, book_id, 4)
+    app.place_order(ctx(user_id), user_id)
+    repository = app.batching_repository
+    assert repository.peek(book_id, lambda book: (book.version, book.stock)) == (2, 5)
+    assert repository.peek(cart_id_for(user_id), lambda cart: dict(cart.lines)) == {}
+
+
+def test_books_sharing_a_lock_stripe_are_fast_forwarded_together(
+    container: Container, other: Bookstore
+) -> None:
+    """Two cached books whose locks are one stripe: a batch takes that lock once."""
+    app = container.write_app
+    by_stripe: dict[int, list[UUID]] = {}
+    while not any(len(ids) > 1 for ids in by_stripe.values()):
+        book_id = new_book(app, stock=5)
+        by_stripe.setdefault(hash(book_id) % LOCK_STRIPES, []).append(book_id)
+    pair = next(ids for ids in by_stripe.values() if len(ids) > 1)[:2]
+    repository = app.batching_repository
+    repository.get_many(pair)  # cached
+    other.restock_book(ctx(), pair[0], 1)
+    other.restock_book(ctx(), pair[1], 2)
+    loaded = repository.get_many(pair)
+    assert [loaded[b].stock for b in pair] == [6, 7]  # type: ignore[attr-defined]

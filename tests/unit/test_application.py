@@ -11,6 +11,7 @@ import pytest
 from tests.event_log import ORDER_PLACED, all_notifications, count_topic
 from tests.factories import book_payload, ctx, new_book, new_customer
 from write_model.application import Bookstore, event_metadata
+from write_model.book import Book
 from write_model.context import CommandContext
 from write_model.errors import (
     ConflictError,
@@ -558,27 +559,91 @@ def test_the_process_environment_cannot_reconfigure_the_event_store(
         bookstore.close()
 
 
-@pytest.mark.parametrize("winner_lands", ["before the cart is loaded", "before the books are"])
+@pytest.mark.parametrize("winner_lands", ["before the cart is loaded", "before the order is saved"])
 def test_a_request_racing_with_its_own_idempotency_key_gets_the_first_order(
     app: Bookstore, monkeypatch: pytest.MonkeyPatch, winner_lands: str
 ) -> None:
     """The loser checked the key before the winner saved, then met the emptied cart (or
-    the stock the winner took): it is a retry, and answers the winner's order."""
+    lost the race to save): it is a retry, and answers the winner's order."""
     book_id = new_book(app, stock=1)
     user_id = new_customer(app)
     app.add_to_cart(ctx(), user_id, book_id, 1)
-    step = "_cart_of" if winner_lands == "before the cart is loaded" else "_books_of"
+    step = "_cart_and_books_of" if winner_lands == "before the cart is loaded" else "_save"
     original = getattr(app, step)
     winner: list[UUID] = []
 
-    def winner_first(*args: object) -> object:
+    def winner_first(*args: object, **kwargs: object) -> object:
         if not winner:
             monkeypatch.setattr(app, step, original)
             winner.append(app.place_order(ctx(), user_id, idempotency_key="k-1").order_id)
-        return original(*args)
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(app, step, winner_first)
     loser = app.place_order(ctx(), user_id, idempotency_key="k-1")
     assert loser.order_id == winner[0]
     assert loser.created is False
     assert count_topic(app, ORDER_PLACED) == 1
+
+
+# ----------------------------------------------------------------- snapshots
+
+
+def latest_snapshot_state(app: Bookstore, aggregate_id: UUID) -> tuple[int, dict[str, object]]:
+    assert app.snapshots is not None
+    (snapshot,) = app.snapshots.get(aggregate_id, desc=True, limit=1)
+    state = dict(snapshot.state)  # type: ignore[attr-defined]
+    return snapshot.originator_version, state
+
+
+def test_a_snapshot_taken_at_save_is_the_state_a_replay_gives(
+    app: Bookstore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken from the saved aggregate itself, not read back: it must hold exactly what the
+    library's read-back snapshot of that version holds."""
+    interval = Bookstore.snapshotting_intervals[Book]
+    book_id = new_book(app, stock=5)
+
+    def read_back(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the snapshot was read back")
+
+    monkeypatch.setattr(app, "take_snapshot", read_back)
+    for _ in range(interval - 1):
+        app.restock_book(ctx(), book_id, 1)
+    monkeypatch.undo()
+    version, state = latest_snapshot_state(app, book_id)
+    assert version == interval
+    replayed: Book = app.repository.get(book_id, version=interval)
+    expected = dict(vars(replayed))
+    for private in ("_id", "_version", "_pending_events"):
+        expected.pop(private)
+    expected["class_version"] = Book.class_version
+    assert state == expected
+    assert state["stock"] == 5 + interval - 1
+
+
+def test_an_aggregate_past_the_snapshot_version_in_the_same_save_is_read_back(
+    app: Bookstore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two events in one save, the interval's version the first: the snapshot is of that
+    version (read back the library's way), not of the aggregate as saved."""
+    interval = Bookstore.snapshotting_intervals[Book]
+    book_id = new_book(app, stock=5)
+    for _ in range(interval - 2):
+        app.restock_book(ctx(), book_id, 1)
+    book = app.get_book(book_id)
+    assert book.version == interval - 1
+    book.restock(10)  # version `interval`
+    book.restock(100)  # one past it
+    read_back = app.take_snapshot
+    versions: list[int | None] = []
+
+    def spy(aggregate_id: UUID, version: int | None = None, **kwargs: object) -> None:
+        versions.append(version)
+        read_back(aggregate_id, version, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app, "take_snapshot", spy)
+    app.save(book)
+    assert versions == [interval]
+    version, state = latest_snapshot_state(app, book_id)
+    assert version == interval
+    assert state["stock"] == 5 + interval - 2 + 10
