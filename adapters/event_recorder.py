@@ -35,10 +35,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     AggregateRecorder,
+    DatabaseError,
+    DataError,
+    IntegrityError,
     InterfaceError,
+    InternalError,
+    NotSupportedError,
     OperationalError,
+    PersistenceError,
+    ProgrammingError,
     StoredEvent,
 )
 from eventsourcing.postgres import (
@@ -63,6 +71,27 @@ UNNESTED = (
     "unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
     " WITH ORDINALITY AS e(originator_id, originator_version, topic, state, n)"
 )
+# psycopg's errors as the library's `get_connection` turns them into its own, most specific
+# first (each psycopg class here subclasses `psycopg.Error`).
+_ERRORS: tuple[tuple[type[psycopg.Error], type[PersistenceError]], ...] = (
+    (psycopg.InterfaceError, InterfaceError),
+    (psycopg.OperationalError, OperationalError),
+    (psycopg.DataError, DataError),
+    (psycopg.IntegrityError, IntegrityError),
+    (psycopg.InternalError, InternalError),
+    (psycopg.ProgrammingError, ProgrammingError),
+    (psycopg.NotSupportedError, NotSupportedError),
+    (psycopg.DatabaseError, DatabaseError),
+)
+
+
+def _translated(error: psycopg.Error) -> PersistenceError:
+    for theirs, ours in _ERRORS:
+        if isinstance(error, theirs):
+            return ours(str(error))
+    return PersistenceError(str(error))
+
+
 # The library's own retry of a statement on a dropped connection.
 _retried = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
 
@@ -172,10 +201,36 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
         params = [originator_id, *(p for p in (gt, lte, limit) if p is not None)]
         return self._fetch(statement, params)
 
+    def _rows(self, statement: str, params: Sequence[Any] | Mapping[str, Any]) -> list[TupleRow]:
+        """One statement's rows, on a connection taken straight from the pool.
+
+        Not through the library's `get_connection`: it opens the pool, registers its
+        composite types (which only its own insert uses) and enters the pool's and the
+        connection's context managers (a no-op commit on an autocommit connection) on
+        every statement, a few percent of a command's CPU. The pool's `putconn` still
+        checks the connection and resets it if a statement failed, and errors become the
+        library's, as `get_connection` makes them (a refused insert is its `IntegrityError`,
+        which commands retry; a dropped connection its `OperationalError`, which `_retried`
+        retries).
+        """
+        pool = self.datastore.pool
+        if pool.closed:  # the library opens its pool on first use: let it
+            with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
+                c.execute(statement, params, prepare=True)
+                return c.fetchall()
+        try:
+            conn = pool.getconn()
+            try:
+                with conn.cursor(row_factory=tuple_row) as curs:
+                    curs.execute(statement, params, prepare=True)
+                    return curs.fetchall()
+            finally:
+                pool.putconn(conn)
+        except psycopg.Error as e:
+            raise _translated(e) from e
+
     def _fetch(self, statement: str, params: Sequence[Any]) -> list[StoredEvent]:
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(statement, params, prepare=True)
-            return _stored(curs.fetchall())
+        return _stored(self._rows(statement, params))
 
     @_retried
     def select_events_after(self, versions: Mapping[UUID, int]) -> Sequence[StoredEvent]:
@@ -211,9 +266,7 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
                 snapshots=Identifier(self.datastore.schema, snapshots.events_table_name),
             )
             self._select_latest[snapshots.events_table_name] = statement
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(statement, {"id": originator_id}, prepare=True)
-            rows = curs.fetchall()
+        rows = self._rows(statement, {"id": originator_id})
         if rows and rows[0][0] == 0:
             return _stored([rows[0][1:]])[0], _stored([r[1:] for r in rows[1:]])
         return None, _stored([r[1:] for r in rows])
@@ -227,11 +280,8 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
         if not self.datastore.enable_db_functions or not stored_events:
             locked: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return locked
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            statement = self._insert_statement(len(stored_events))
-            curs.execute(statement, _params(stored_events), prepare=True)
-            ids: list[int] = [row[0] for row in curs.fetchall()]
-            return ids
+        rows = self._rows(self._insert_statement(len(stored_events)), _params(stored_events))
+        return [row[0] for row in rows]
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
