@@ -16,6 +16,9 @@ database:
    processes (no shared interpreter lock: the database's part shows). Both modes run
    today's write model and recorder (`adapters/event_recorder.py`): only the insert lock
    differs, so a speed-up of the write model's own work lifts both;
+   ("filed") The issue's target compares with "today's" `place_order`, the code when it
+   was filed: `FILED_REVISION`, checked out into a throw-away git worktree and run by its
+   own harness in its own process, interleaved run by run with today's production wiring;
 3. catch-up: events/s of `Runner.catch_up_fully` into book_listing, both readers over the
    same stored events;
 4. lag: commit -> projection NOTIFY past the command's event, at 100 commands/s, one
@@ -34,10 +37,12 @@ import multiprocessing
 import os
 import random
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,7 +99,16 @@ CATCH_UP_BATCH_SIZES = (500, 5000)
 CATCH_UP_EVENTS_PER_BOOK = (1, 5)
 REDIS_URL = os.environ.get("BOOKSTORE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 REPO = Path(__file__).resolve().parent.parent
-PARTS = ("saves", "place_order", "catch_up", "lag", "http")
+PARTS = ("saves", "place_order", "filed", "catch_up", "lag", "http")
+# The code as it was when the gap-safe issue was filed: the last commit before the commit
+# watermark (table lock, that day's write model). Its own benchmark harness
+# (`bench.write_model` of that revision: the same 20-book catalogue, carts of 1-2 books,
+# 250 orders a thread) measures its `place_order`: the issue's "today's".
+FILED_REVISION = "fa916cc^"
+FILED_SNIPPET = (
+    "import sys; from bench.write_model import place_order_run as run; "
+    "r = run(int(sys.argv[1]), float(sys.argv[2])); print(r.calls / r.seconds, r.conflicts)"
+)
 
 # The write-side revision ws0002's DDL, for tables of the benchmark's own applications.
 WATERMARK_DDL = (
@@ -732,9 +746,76 @@ def measure_http(runs: int) -> None:
     print(row("POST /orders, 32 connections", "orders/s", before, after))
 
 
+@contextmanager
+def filed_tree() -> Iterator[Path | None]:
+    """A throw-away git worktree of `FILED_REVISION` (None, said why, if git cannot)."""
+    scratch = Path(tempfile.mkdtemp(prefix="bench-filed-"))
+    tree = scratch / "tree"
+    add = ["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), FILED_REVISION]
+    try:
+        subprocess.run(add, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        detail = getattr(error, "stderr", "") or str(error)
+        print(f"  cannot check out {FILED_REVISION} (needs a full clone): {detail.strip()}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        yield None
+        return
+    try:
+        yield tree
+    finally:
+        remove = ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)]
+        subprocess.run(remove, check=False, capture_output=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def filed_rate(tree: Path, threads: int, scale: float) -> float:
+    """`place_order`s/s of the filed revision's code, run by its own harness, its own process."""
+    done = subprocess.run(
+        [sys.executable, "-c", FILED_SNIPPET, str(threads), str(scale)],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the filed revision's harness failed:\n{done.stderr[-2000:]}")
+    return float(done.stdout.split()[-2])
+
+
+def measure_filed(runs: int, scale: float) -> None:
+    """`place_order` now (the production wiring: lock-free, watermark) against the code when
+    the issue was filed, interleaved run by run: the issue's target is twice "today's"."""
+    print(f"## place_order, orders/s: the code at {FILED_REVISION} (filed) -> now", flush=True)
+    with filed_tree() as tree:
+        if tree is None:
+            return
+        figures: dict[tuple[str, int], list[float]] = {}
+        for threads in THREAD_COUNTS:
+            for index in range(runs):
+                for which in in_turn(("filed", "now"), index):
+                    rate = (
+                        filed_rate(tree, threads, scale)
+                        if which == "filed"
+                        else place_order_run(AFTER, threads, scale).run.rate
+                    )
+                    figures.setdefault((which, threads), []).append(rate)
+                    print(f"  {which}, {threads} thread(s): {rate:,.0f} orders/s", flush=True)
+    print()
+    print("| measurement | unit | filed | now | ratio | target |")
+    print("|---|---|---|---|---|---|")
+    for threads in THREAD_COUNTS:
+        target = ">= 2 x filed" if threads == 4 else ""
+        then, now = median(figures[("filed", threads)]), median(figures[("now", threads)])
+        print(row(f"place_order, {threads} thread(s)", "orders/s", then, now, target))
+    print(flush=True)
+
+
 MEASUREMENTS: dict[str, Callable[[argparse.Namespace], None]] = {
     "saves": lambda args: measure_saves(args.runs, args.scale),
     "place_order": lambda args: measure_place_order(args.runs, args.scale),
+    "filed": lambda args: measure_filed(args.runs, args.scale),
     "catch_up": lambda args: measure_catch_up(args.runs, args.scale),
     "lag": lambda args: measure_lag(args.runs, args.lag_seconds),
     "http": lambda args: measure_http(args.runs),
