@@ -15,10 +15,10 @@ cached aggregate refers to (a cart's books) and so fast-forward it and those tog
 
 What the library guarantees is kept: a cached aggregate is fast-forwarded under a lock
 (one of a fixed set of stripes here, taken in stripe order, so two batches cannot
-deadlock), and the command gets a deep copy, so a command that fails leaves the cache untouched. The
-copy is `copy_aggregate`: `deepcopy`'s generic machinery was the largest single item of a
-command's CPU once the reads were batched, and an aggregate's attributes are mostly
-immutable values that need no copying at all.
+deadlock), and the command gets a deep copy, so a command that fails leaves the cache
+untouched. The copy is `copy_aggregate`: `deepcopy`'s generic machinery was the largest
+single item of a command's CPU once the reads were batched, and an aggregate's attributes
+are mostly immutable values that need no copying at all.
 """
 
 from __future__ import annotations
@@ -176,8 +176,9 @@ class BatchingRepository(Repository[UUID]):
     def remember(self, saved_events: Sequence[Any]) -> None:
         """Just saved: each cached aggregate the save continued gets its new events applied
         (never one another thread moved meanwhile: a fast-forward brings that one), so
-        that trusting the cache finds this process's writes. Applying the saved events
-        costs what the command's own changes cost, and shares nothing with its objects."""
+        the next fast-forward has none of this process's own writes to read back and
+        decode. Applying the saved events costs what the command's own changes cost, and
+        shares nothing with the command's objects (it changed a copy)."""
         if not self.cache:
             return
         newer: dict[UUID, list[Any]] = {}
