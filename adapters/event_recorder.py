@@ -214,10 +214,9 @@ class BoundedPostgresRecorder(PostgresApplicationRecorder):
         retries).
         """
         pool = self.datastore.pool
-        if pool.closed:  # the library opens its pool on first use: let it
-            with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as c:
-                c.execute(statement, params, prepare=True)
-                return c.fetchall()
+        if pool.closed:  # the library opens its pool on first use, in `get_connection`
+            with self.datastore.get_connection():
+                pass
         try:
             conn = pool.getconn()
             try:
